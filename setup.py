@@ -1,0 +1,36 @@
+"""tfcr: conditional retrieval for recommender systems on TensorFlow Recommenders."""
+
+import setuptools
+
+# The stack is pinned together: ScaNN's TF ops are built for TF 2.20 only, and
+# tensorflow-serving-api 2.21 needs TF 2.21.
+INSTALL_REQUIRES = [
+    "tensorflow==2.20.*",
+    "tf-keras==2.20.*",
+    "tensorflow-recommenders==0.7.7",
+    "scann[tf]==1.4.2",
+    "tensorflow-datasets>=4.9,<5",
+    "tensorflow-serving-api==2.20.0",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8"],
+}
+
+setuptools.setup(
+    name="tfcr",
+    version="0.1.0",
+    description="Conditional retrieval (user + condition -> items) on TensorFlow "
+                "Recommenders, served as one SavedModel.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["tfcr", "tfcr.*", "trainer", "trainer.*",
+                                               "serving", "serving.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["tfcr-train=trainer.train:run"]},
+)

@@ -1,0 +1,1 @@
+"""Data sources (MovieLens files, TFDS, synthetic), the common schema and the split."""

@@ -1,0 +1,1 @@
+"""Towers, the retrieval model and its serializable layers."""
