@@ -146,23 +146,20 @@ class Movielens100kFiles(tfds.core.GeneratorBasedBuilder):
     yield from _examples(self.builder_config.name, path)
 
 
-def read_columns(batches: tf.data.Dataset) -> Dict[str, object]:
-  """Reads a dataset of batched dicts into columns.
+def _read_columns(batches: tf.data.Dataset) -> Dict[str, object]:
+  """Reads batches of parsed examples into {name: [N] array}, or N arrays for sequences.
 
-  Returns {name: [N] array} for scalar features and {name: N arrays} for sequence
-  features, which may come as `tf.RaggedTensor` (from `ragged_batch`) or as a dense
-  [B, L] bytes array padded with b"" (from `tf.io.parse_example`).
+  Sequences arrive as dense [B, L] bytes arrays padded with b"" (what
+  `tf.io.parse_example` makes of a TFDS `Sequence`); genre names are never empty.
   """
   parts: Dict[str, list] = {}
   for batch in tfds.as_numpy(batches):
     for key, value in batch.items():
-      if isinstance(value, tf.RaggedTensor):
-        value = np.split(value.values.numpy(), value.row_splits.numpy()[1:-1])
-      elif value.ndim == 2:
+      if value.ndim == 2:
         value = [row[row != b""] for row in value]
       parts.setdefault(key, []).append(value)
-  return {k: (sum(v, []) if isinstance(v[0], list) else np.concatenate(v))
-          for k, v in parts.items()}
+  return {k: ([row for part in v for row in part] if isinstance(v[0], list)
+              else np.concatenate(v)) for k, v in parts.items()}
 
 
 def _read_config(config: str, data_dir: str, raw_dir: Optional[str]) -> Dict[str, object]:
@@ -179,7 +176,7 @@ def _read_config(config: str, data_dir: str, raw_dir: Optional[str]) -> Dict[str
   spec = builder.info.features.tf_example_spec
   files = [os.fspath(f) for f in builder.info.splits["train"].filepaths]  # In order.
   records = tf.data.TFRecordDataset(files).batch(_BATCH)
-  columns = read_columns(records.map(lambda x: tf.io.parse_example(x, spec)))
+  columns = _read_columns(records.map(lambda x: tf.io.parse_example(x, spec)))
   if "genres" in columns:
     columns["genres"] = [[g.decode("utf-8") for g in row] for row in columns["genres"]]
   return columns

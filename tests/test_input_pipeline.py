@@ -1,0 +1,71 @@
+"""Training batches: determinism, resume equivalence, per-epoch condition statistics."""
+
+import numpy as np
+
+from tfcr.conditions import ItemConditions
+from tfcr.data.schema import MultiValued
+from tfcr.input_pipeline import training_dataset
+
+# Item 0 has conditions {a, b}, item 1 {b, c, d}, item 2 none.
+CONDITIONS = ItemConditions.from_multi_valued(
+    "f", MultiValued.from_lists([["a", "b"], ["b", "c", "d"], []]))
+
+
+def _batches(seed=3, first_epoch=0, epochs=2, n=600, batch_size=100):
+  users = np.arange(n) % 7
+  items = np.arange(n) % 3
+  probability = np.array([0.5, 0.3, 0.2], np.float32)
+  ds = training_dataset(users, items, probability, CONDITIONS, batch_size, seed,
+                        first_epoch, epochs)
+  return [{k: v.numpy() for k, v in b.items()} for b in ds]
+
+
+def test_batches_are_complete_and_consistent():
+  batches = _batches()
+  assert len(batches) == 2 * 6
+  for b in batches:
+    assert b["user"].shape == (100,)
+    assert b["user"].min() >= 1  # user row + 1: 0 is the unknown user
+    np.testing.assert_allclose(b["sampling_probability"],
+                               np.array([0.5, 0.3, 0.2])[b["item"]])
+    # Every sampled condition belongs to the item.
+    membership = CONDITIONS.membership()
+    assert membership[b["item"], b["condition"]].all()
+
+
+def test_each_epoch_shuffles_every_row_once():
+  batches = _batches(epochs=1)
+  pairs = sorted(zip(*[np.concatenate([b[k] for b in batches]) for k in ("user", "item")]))
+  expected = sorted(zip(np.arange(600) % 7 + 1, np.arange(600) % 3))
+  assert pairs == expected
+
+
+def test_deterministic_and_resumable():
+  full = _batches(seed=3, epochs=3)
+  again = _batches(seed=3, epochs=3)
+  resumed = _batches(seed=3, first_epoch=2, epochs=3)
+  for a, b in zip(full, again):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  for a, b in zip(full[12:], resumed):  # epoch 2 is the same whether resumed or not
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  other = _batches(seed=4, epochs=1)
+  assert not np.array_equal(full[0]["item"], other[0]["item"])
+  # A new epoch draws new conditions for the same rows.
+  assert not all(np.array_equal(full[i]["condition"], full[i + 6]["condition"])
+                 for i in range(6))
+
+
+def test_condition_frequencies_are_uniform_per_item():
+  batches = _batches(seed=11, epochs=30, n=3000, batch_size=500)
+  items = np.concatenate([b["item"] for b in batches])
+  conditions = np.concatenate([b["condition"] for b in batches])
+  vocab = {v: i for i, v in enumerate(CONDITIONS.vocabulary)}
+  for item, values in [(0, "ab"), (1, "bcd")]:
+    picked = conditions[items == item]
+    for value in values:
+      share = np.mean(picked == vocab[value])
+      # n = 30000 draws per item: binomial sd < 0.003, tolerance 0.015.
+      assert abs(share - 1 / len(values)) < 0.015, (item, value, share)
+  assert set(conditions[items == 2]) == {1}  # NONE
