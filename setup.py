@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9,<5",
     "tensorflow-serving-api==2.20.0",
     "absl-py>=2.1",
+    "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     "numpy>=1.26",
 ]
 

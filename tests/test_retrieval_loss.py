@@ -51,3 +51,30 @@ def test_logq_correction_changes_the_loss():
   np.testing.assert_allclose(uniform, plain)
   skewed = numpy_loss(queries, candidates, np.array([0.9, 0.1]), ids, 1.0)
   assert skewed != pytest.approx(uniform)
+
+
+def test_extra_negatives_use_the_mixture_probability():
+  tf.keras.utils.set_random_seed(1)
+  query_tower = QueryTower(4, [], 3, embedding_dim=4, hidden_units=())
+  candidate_tower = CandidateTower(6, 3, 1, embedding_dim=4, hidden_units=())
+  model = RetrievalModel(query_tower, candidate_tower)
+  share = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.1], np.float32)  # training shares of items
+  items = np.array([0, 2, 3])
+  extra = np.array([5, 2])  # item 2 again: an accidental hit for query 1
+  features = {"user": tf.constant([1, 2, 3]), "item": tf.constant(items),
+              "condition": tf.constant([0, 1, 2]),
+              "sampling_probability": tf.constant(share[items]),
+              "extra_items": tf.constant(extra),
+              "extra_probability": tf.constant(share[extra])}
+  loss = model.compute_loss(features).numpy()
+  all_items = np.concatenate([items, extra])
+  # Batch of 3 popularity-sampled items + 2 uniform ones over 6 items:
+  # q(j) = (3 * share_j + 2 / 6) / 5.
+  mixture = (3 * share[all_items] + 2 / 6) / 5
+  queries = query_tower(model.query_inputs(features)).numpy().astype(np.float64)
+  candidates = candidate_tower(tf.constant(all_items)).numpy().astype(np.float64)
+  scores = queries @ candidates.T - np.log(mixture)[None, :]
+  duplicate = (items[:, None] == all_items[None, :]) & ~np.eye(3, 5, dtype=bool)
+  scores = np.where(duplicate, -np.inf, scores)
+  expected = -sum(scores[i, i] - np.log(np.exp(scores[i]).sum()) for i in range(3))
+  np.testing.assert_allclose(loss, expected, rtol=1e-4)

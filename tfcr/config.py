@@ -27,6 +27,7 @@ class TrainConfig:
   batch_size: int = 1024
   learning_rate: float = 0.01
   temperature: float = 1.0
+  extra_negatives: int = 0
   seed: int = 42
   min_rating: Optional[float] = None
   test_per_user: int = 2
@@ -56,6 +57,8 @@ class TrainConfig:
         raise ConfigError(f"--{name} must be a positive integer, got {value}.")
     if not self.learning_rate > 0:
       raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}.")
+    if self.extra_negatives < 0:
+      raise ConfigError(f"--extra_negatives must be >= 0, got {self.extra_negatives}.")
     if not self.temperature > 0:
       raise ConfigError(f"--temperature must be > 0, got {self.temperature}.")
     if any(h < 1 for h in self.hidden_units):

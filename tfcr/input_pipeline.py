@@ -16,12 +16,15 @@ from tfcr.conditions import ItemConditions
 def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
                      item_probability: np.ndarray, conditions: Optional[ItemConditions],
                      batch_size: int, seed: int, first_epoch: int,
-                     epochs: int) -> tf.data.Dataset:
+                     epochs: int, extra_negatives: int = 0) -> tf.data.Dataset:
   """Batches for epochs first_epoch..epochs-1, steps_per_epoch = N // batch_size each.
 
   Yields {"user": [B] int32 (user row + 1, 0 is reserved for unknown users),
           "item": [B] int32, "sampling_probability": [B] float32,
-          "condition": [B] int32 (only when `conditions` is given)}.
+          "condition": [B] int32 (only when `conditions` is given),
+          "extra_items": [extra_negatives] int32, items drawn uniformly from the catalog,
+          "extra_probability": [extra_negatives] float32, their training-data share
+            (both only when extra_negatives > 0)}.
   The last partial batch of an epoch is dropped: in-batch softmax wants full batches.
   """
   num_examples = len(user_index)
@@ -29,6 +32,7 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
   users = tf.constant(user_index.astype(np.int32) + 1)
   items = tf.constant(item_index.astype(np.int32))
   probability = tf.constant(item_probability.astype(np.float32))
+  num_items = len(item_probability)
   if conditions is not None:
     row_splits = tf.constant(conditions.row_splits.astype(np.int64))
     condition_ids = tf.constant(conditions.ids.astype(np.int32))
@@ -52,6 +56,12 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
       count = tf.gather(row_splits, item + 1) - start
       offset = tf.minimum(tf.cast(uniform * tf.cast(count, tf.float64), tf.int64), count - 1)
       batch["condition"] = tf.gather(condition_ids, start + offset)
+    if extra_negatives:
+      batch["extra_items"] = tf.random.stateless_uniform(
+          [extra_negatives], seed=tf.stack([tf.constant(seed + 2, tf.int64),
+                                            epoch * steps + step]),
+          maxval=num_items, dtype=tf.int32)
+      batch["extra_probability"] = tf.gather(probability, batch["extra_items"])
     return batch
 
   return (tf.data.Dataset.range(first_epoch, epochs)

@@ -62,7 +62,9 @@ def _load(name: str, data_dir: Optional[str]):
   except Exception as e:  # pylint: disable=broad-except
     if not _is_download_failure(e):
       raise
-    first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    if len(first_line) > 160:
+      first_line = first_line[:160] + "..."
     raise DataUnavailableError(
         f"{name}: TFDS could not download the data set ({type(e).__name__}: "
         f"{first_line}). Fix: run with internet access to files.grouplens.org (e.g. "

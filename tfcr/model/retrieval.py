@@ -26,6 +26,7 @@ class RetrievalModel(tfrs.models.Model):
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.conditional = query_tower.num_conditions > 0
+    self.num_items = float(candidate_tower.num_items)
     self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True, temperature=temperature)
 
   def query_inputs(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -36,8 +37,20 @@ class RetrievalModel(tfrs.models.Model):
 
   def compute_loss(self, features: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     query = self.query_tower(self.query_inputs(features))
-    candidates = self.candidate_tower(features["item"])
-    return self.task(query, candidates,
-                     candidate_sampling_probability=features["sampling_probability"],
-                     candidate_ids=features["item"], compute_metrics=False,
+    items = features["item"]
+    probability = features["sampling_probability"]
+    if "extra_items" in features:
+      # Mixed negative sampling: uniform extra negatives reach the tail items that
+      # popularity-sampled in-batch negatives rarely show. Every candidate then comes
+      # from the mixture of both proposals, so that is what logQ corrects for.
+      extra = features["extra_items"]
+      batch_size = tf.cast(tf.shape(items)[0], tf.float32)
+      num_extra = tf.cast(tf.shape(extra)[0], tf.float32)
+      items = tf.concat([items, extra], axis=0)
+      probability = tf.concat([probability, features["extra_probability"]], axis=0)
+      probability = ((batch_size * probability + num_extra / self.num_items)
+                     / (batch_size + num_extra))
+    candidates = self.candidate_tower(items)
+    return self.task(query, candidates, candidate_sampling_probability=probability,
+                     candidate_ids=items, compute_metrics=False,
                      compute_batch_metrics=False)

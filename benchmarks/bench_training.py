@@ -1,0 +1,437 @@
+"""Training throughput: tfcr's CR and LR trainers vs a plain TFRS two-tower model.
+
+    .venv/bin/python benchmarks/bench_training.py                       # MovieLens-100k
+    .venv/bin/python benchmarks/bench_training.py --dataset=synthetic   # 100k/100k/1M
+    .venv/bin/python benchmarks/bench_training.py --profile             # + variants
+
+Three models, trained on the same (user, item) training pairs with the same batch size,
+optimizer (Adam, same learning rate) and number of steps:
+
+* CR: the real tfcr path, as `tfcr.train.train_and_evaluate` runs it: `build_model`,
+  `compile(Adam(learning_rate))`, `tfcr.input_pipeline.training_dataset`, `fit` with
+  `steps_per_epoch` (without the checkpoint/TensorBoard callbacks and the evaluation).
+* LR: the same with `model="lr"` (no condition; user features, item multi-hot, logQ and
+  accidental-hit removal stay).
+* plain: the TFRS tutorial two-tower model of the same size: user-id Embedding + the
+  same MLP -> embedding_dim, item-id Embedding + the same MLP -> embedding_dim,
+  `tfrs.tasks.Retrieval()` with its defaults (no logQ, no accidental-hit removal, no
+  metrics), fed by `from_tensor_slices({...}).shuffle(...).repeat().batch(B).prefetch(...)`.
+
+Every model is warmed up (one short fit, which traces the train function); then timed
+rounds alternate plain / CR / LR / plain / CR / LR ..., each a `fit` of --steps_per_round
+batches. The machines are shared and noisy, so the table reports medians over rounds and
+the spread of the per-round ratios. Two timings per round:
+
+* steady: from the end of the round's first step to the end of its last one (what a long
+  run sees: tfcr trains all epochs from one iterator);
+* fit: the whole `fit` call, including iterator start-up (shuffle buffer fill, ...).
+
+--profile adds variants that switch off one CR ingredient at a time (input pipeline,
+condition sampling, user features, item multi-hot, logQ, accidental-hit removal) and a
+pipeline-only measurement (iterating each data set without training).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tfcr  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfcr.config import TrainConfig
+from tfcr.data.prepare import PreparedData, prepare
+from tfcr.data.sources import load_dataset
+from tfcr.input_pipeline import training_dataset
+from tfcr.model.retrieval import RetrievalModel
+from tfcr.train import build_model
+
+_DEFAULTS = TrainConfig()
+
+
+# ---------------------------------------------------------------- the plain TFRS model --
+
+class PlainTwoTower(tfrs.models.Model):
+  """The TFRS tutorial two-tower model: id embeddings + MLPs, default Retrieval task."""
+
+  def __init__(self, num_users: int, num_items: int, id_embedding_dim: int,
+               hidden_units, embedding_dim: int):
+    super().__init__()
+
+    def tower(vocabulary_size):
+      return tf.keras.Sequential(
+          [tf.keras.layers.Embedding(vocabulary_size, id_embedding_dim)]
+          + [tf.keras.layers.Dense(units, activation="relu") for units in hidden_units]
+          + [tf.keras.layers.Dense(embedding_dim)])
+
+    # Same table sizes as tfcr: user ids are shifted by one (0 = unknown user).
+    self.user_model = tower(num_users + 1)
+    self.item_model = tower(num_items)
+    self.task = tfrs.tasks.Retrieval()
+
+  def compute_loss(self, features, training=False):
+    return self.task(self.user_model(features["user"]), self.item_model(features["item"]))
+
+
+def plain_dataset(prepared: PreparedData, batch_size: int, seed: int) -> tf.data.Dataset:
+  """The usual TFRS tutorial pipeline over the same training (user, item) pairs."""
+  train = prepared.train
+  pairs = {"user": train.user_index.astype(np.int32) + 1,
+           "item": train.item_index.astype(np.int32)}
+  return (tf.data.Dataset.from_tensor_slices(pairs)
+          .shuffle(min(len(train), 100_000), seed=seed, reshuffle_each_iteration=True)
+          .repeat()
+          .batch(batch_size, drop_remainder=True)
+          .prefetch(tf.data.AUTOTUNE))
+
+
+# ------------------------------------------------------------------ the tfcr models --
+
+def tfcr_dataset(config: TrainConfig, prepared: PreparedData, steps: int,
+                 conditions="auto") -> tf.data.Dataset:
+  """tfcr's training_dataset, exactly as train_and_evaluate calls it, with enough
+  epochs for `steps` batches."""
+  if conditions == "auto":
+    conditions = prepared.conditions if config.model == "cr" else None
+  steps_per_epoch = len(prepared.train) // config.batch_size
+  epochs = -(-steps // steps_per_epoch)
+  return training_dataset(prepared.train.user_index, prepared.train.item_index,
+                          prepared.item_probability, conditions, config.batch_size,
+                          config.seed, 0, epochs)
+
+
+def tfcr_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
+  tf.keras.utils.set_random_seed(config.seed)
+  model = build_model(config, prepared)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  return model
+
+
+# --------------------------------------------------------------------- measurement --
+
+class _StepClock(tf.keras.callbacks.Callback):
+  """Wall and process CPU time from the end of the first step to the end of the last."""
+
+  def on_train_begin(self, logs=None):
+    self.first = self.last = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = (time.perf_counter(), time.process_time())
+    if self.first is None:
+      self.first = now
+    self.last = now
+
+
+@dataclasses.dataclass
+class Contender:
+  name: str
+  model: tf.keras.Model
+  dataset: tf.data.Dataset
+  # Examples/s per round: steady wall clock, steady process CPU time, whole fit call.
+  steady: List[float] = dataclasses.field(default_factory=list)
+  cpu: List[float] = dataclasses.field(default_factory=list)
+  fit: List[float] = dataclasses.field(default_factory=list)
+
+  def clear(self) -> None:
+    self.steady.clear(), self.cpu.clear(), self.fit.clear()
+
+  def run(self, steps: int, batch_size: int, record: bool = True) -> None:
+    clock = _StepClock()
+    start = time.perf_counter()
+    self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0,
+                   callbacks=[clock])
+    total = time.perf_counter() - start
+    if record:
+      examples = (steps - 1) * batch_size
+      self.fit.append(steps * batch_size / total)
+      self.steady.append(examples / (clock.last[0] - clock.first[0]))
+      self.cpu.append(examples / (clock.last[1] - clock.first[1]))
+
+
+def measure(contenders: List[Contender], rounds: int, steps: int, batch_size: int,
+            warmup_steps: int, log=print) -> None:
+  for c in contenders:
+    start = time.perf_counter()
+    c.run(warmup_steps, batch_size, record=False)
+    log(f"  warm-up {c.name}: {time.perf_counter() - start:.1f} s")
+  for r in range(rounds):
+    for c in contenders:
+      c.run(steps, batch_size)
+    log(f"  round {r + 1}/{rounds}: " + ", ".join(
+        f"{c.name} {c.steady[-1]:,.0f}" for c in contenders) + " examples/s (steady)")
+
+
+def _ratios(a: List[float], b: List[float]):
+  per_round = [x / y for x, y in zip(a, b)]
+  return statistics.median(a) / statistics.median(b), min(per_round), max(per_round)
+
+
+def format_table(contenders: List[Contender], baseline: str) -> str:
+  base = next(c for c in contenders if c.name == baseline)
+  rows = [("model", "ex/s", f"/{baseline}", "rounds min..max",
+           "ex/CPU-s", f"/{baseline}", "rounds min..max", "fit ex/s", f"/{baseline}")]
+  for c in contenders:
+    row = [c.name]
+    for mine, theirs in ((c.steady, base.steady), (c.cpu, base.cpu)):
+      ratio, low, high = _ratios(mine, theirs)
+      row += [f"{statistics.median(mine):,.0f}", f"{ratio:.2f}", f"{low:.2f}..{high:.2f}"]
+    row += [f"{statistics.median(c.fit):,.0f}", f"{_ratios(c.fit, base.fit)[0]:.2f}"]
+    rows.append(tuple(row))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = []
+  for i, row in enumerate(rows):
+    cells = [row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:], widths[1:])]
+    lines.append("| " + " | ".join(cells) + " |")
+    if i == 0:
+      lines.append("|" + "|".join("-" * (w + 1) + (":" if j else "-")
+                                  for j, w in enumerate(widths)) + "|")
+  return "\n".join(lines)
+
+
+def pipeline_throughput(dataset: tf.data.Dataset, steps: int, batch_size: int,
+                        repeats: int = 3) -> float:
+  """Median examples/s of iterating `steps` batches of a data set, without training."""
+  rates = []
+  for _ in range(repeats):
+    iterator = iter(dataset)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps - 1):
+      next(iterator)
+    rates.append((steps - 1) * batch_size / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+# ------------------------------------------------------------------ profile variants --
+
+class _NoMultiHotCandidate(tf.keras.layers.Layer):
+  """CandidateTower without the item -> conditions multi-hot (id embedding + MLP)."""
+
+  def __init__(self, tower):
+    super().__init__()
+    self.tower = tower
+
+  def call(self, item):
+    return self.tower.crossing(self.tower.item_embedding(tf.cast(item, tf.int32)))
+
+
+class _TaskVariant(RetrievalModel):
+  """RetrievalModel with logQ, accidental-hit removal and/or temperature switched off."""
+
+  def __init__(self, query_tower, candidate_tower, temperature, log_q: bool,
+               remove_hits: bool):
+    super().__init__(query_tower, candidate_tower, temperature=temperature)
+    self.log_q = log_q
+    self.task = tfrs.tasks.Retrieval(remove_accidental_hits=remove_hits,
+                                     temperature=temperature)
+
+  def compute_loss(self, features, training=False):
+    query = self.query_tower(self.query_inputs(features))
+    candidates = self.candidate_tower(features["item"])
+    return self.task(query, candidates,
+                     candidate_sampling_probability=(features["sampling_probability"]
+                                                     if self.log_q else None),
+                     candidate_ids=features["item"], compute_metrics=False,
+                     compute_batch_metrics=False)
+
+
+def _presampled_dataset(config, prepared, steps) -> tf.data.Dataset:
+  """The batches of tfcr's pipeline, materialized once: no per-batch work at all."""
+  batches = list(tfcr_dataset(config, prepared, steps).take(steps))
+  stacked = {k: tf.stack([b[k] for b in batches]) for k in batches[0]}
+  return tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(tf.data.AUTOTUNE)
+
+
+def profile_variants(config: TrainConfig, prepared: PreparedData, steps: int
+                     ) -> Dict[str, Callable[[], Contender]]:
+  """Builders of CR variants, each switching off one ingredient."""
+  cr = dataclasses.replace(config, model="cr")
+
+  def cr_with(name, model_fn=None, dataset_fn=None):
+    def make():
+      model = model_fn() if model_fn else tfcr_model(cr, prepared)
+      if model_fn:
+        model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate))
+      dataset = dataset_fn() if dataset_fn else tfcr_dataset(cr, prepared, steps)
+      return Contender(name, model, dataset)
+    return make
+
+  def rebuilt(user_features=True, multi_hot=True, log_q=True, remove_hits=True,
+              temperature=True):
+    def build():
+      tf.keras.utils.set_random_seed(cr.seed)
+      base = build_model(cr, prepared)
+      query, candidate = base.query_tower, base.candidate_tower
+      if not user_features:
+        from tfcr.model.towers import QueryTower
+        query = QueryTower(num_users=prepared.num_users, user_feature_vocab_sizes=[],
+                           num_conditions=prepared.conditions.vocabulary_size,
+                           embedding_dim=cr.embedding_dim, hidden_units=cr.hidden_units)
+      if not multi_hot:
+        candidate = _NoMultiHotCandidate(candidate)
+        candidate.num_conditions = base.candidate_tower.num_conditions
+      return _TaskVariant(query, candidate, cr.temperature if temperature else None,
+                          log_q, remove_hits)
+    return build
+
+  return {
+      "CR, presampled batches": cr_with(
+          "CR presampled", dataset_fn=lambda: _presampled_dataset(cr, prepared, steps)),
+      "CR, no user features": cr_with("CR -userfeat", rebuilt(user_features=False)),
+      "CR, no item multi-hot": cr_with("CR -multihot", rebuilt(multi_hot=False)),
+      "CR, no logQ": cr_with("CR -logQ", rebuilt(log_q=False)),
+      "CR, no hit removal": cr_with("CR -hits", rebuilt(remove_hits=False)),
+      "CR, no temperature division": cr_with("CR -temp", rebuilt(temperature=False)),
+      "CR, no logQ, hit removal, temperature": cr_with(
+          "CR -logQ-hits-temp", rebuilt(log_q=False, remove_hits=False, temperature=False)),
+      "plain on tfcr pipeline": None,  # filled in by main (needs the plain model)
+  }
+
+
+# ------------------------------------------------------------------------------ main --
+
+def machine_description() -> str:
+  cpus = os.cpu_count()
+  try:
+    cpus = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+  except (OSError, ValueError):
+    pass
+  model = platform.processor() or "unknown CPU"
+  try:
+    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+      if line.startswith("Model name:"):
+        model = line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return (f"{cpus} CPU cores (nproc), {model}; TensorFlow {tf.__version__}, "
+          f"TFRS {tfrs.__version__}, Python {platform.python_version()}")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--dataset", default="movielens-100k",
+                 choices=["movielens-100k", "synthetic"])
+  p.add_argument("--data_dir", default=_DEFAULTS.data_dir)
+  p.add_argument("--batch_size", type=int, default=_DEFAULTS.batch_size)
+  p.add_argument("--learning_rate", type=float, default=_DEFAULTS.learning_rate)
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--steps_per_round", type=int, default=100)
+  p.add_argument("--warmup_steps", type=int, default=5)
+  p.add_argument("--synthetic_users", type=int, default=100_000)
+  p.add_argument("--synthetic_items", type=int, default=100_000)
+  p.add_argument("--synthetic_conditions", type=int, default=_DEFAULTS.synthetic_conditions)
+  p.add_argument("--synthetic_interactions", type=int, default=1_000_000)
+  p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+  p.add_argument("--profile", action="store_true",
+                 help="also time CR variants with one ingredient switched off each")
+  args = p.parse_args(argv)
+  for name in ("batch_size", "rounds", "steps_per_round", "warmup_steps"):
+    if getattr(args, name) < 1 or (name == "steps_per_round" and args.steps_per_round < 2):
+      p.error(f"--{name} must be a positive integer (steps_per_round >= 2).")
+  return args
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  config = TrainConfig(
+      dataset=args.dataset, data_dir=args.data_dir, model="cr",
+      batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+      synthetic_users=args.synthetic_users, synthetic_items=args.synthetic_items,
+      synthetic_conditions=args.synthetic_conditions,
+      synthetic_interactions=args.synthetic_interactions,
+      model_dir=tempfile.gettempdir(), verbose=0).resolved()
+
+  print(f"Machine: {machine_description()}")
+  start = time.perf_counter()
+  data = load_dataset(config)  # What train_and_evaluate does.
+  prepared = prepare(data, config.condition_feature, config.test_per_user,
+                     config.min_rating)
+  num_train = len(prepared.train)
+  if config.batch_size > num_train:
+    print(f"--batch_size={config.batch_size} exceeds the {num_train} training examples.")
+    return 2
+  print(f"Data: {config.dataset}: {prepared.num_users:,} users, {prepared.num_items:,} "
+        f"items, {num_train:,} training pairs, condition {config.condition_feature} "
+        f"({prepared.conditions.vocabulary_size} ids, <= "
+        f"{prepared.conditions.max_per_item()} per item), "
+        f"{len(prepared.user_feature_names)} user features; loaded in "
+        f"{time.perf_counter() - start:.1f} s")
+
+  cr_config = dataclasses.replace(config, model="cr")
+  lr_config = dataclasses.replace(config, model="lr")
+  cr = Contender("CR", tfcr_model(cr_config, prepared),
+                 tfcr_dataset(cr_config, prepared, args.steps_per_round))
+  lr = Contender("LR", tfcr_model(lr_config, prepared),
+                 tfcr_dataset(lr_config, prepared, args.steps_per_round))
+  query = cr.model.query_tower
+  tf.keras.utils.set_random_seed(config.seed)
+  plain_model = PlainTwoTower(prepared.num_users, prepared.num_items,
+                              query.id_embedding_dim, query.hidden_units,
+                              query.embedding_dim)
+  plain_model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  plain = Contender("plain", plain_model, plain_dataset(prepared, config.batch_size,
+                                                        config.seed))
+  contenders = [plain, cr, lr]
+  print(f"Sizes: id embedding {query.id_embedding_dim}, hidden {query.hidden_units}, "
+        f"embedding {query.embedding_dim}")
+  print(f"Batch {config.batch_size}, Adam({config.learning_rate}), {args.rounds} rounds "
+        f"x {args.steps_per_round} steps per model, alternating "
+        f"{'/'.join(c.name for c in contenders)}")
+
+  measure(contenders, args.rounds, args.steps_per_round, config.batch_size,
+          args.warmup_steps)
+  sizes = {c.name: sum(int(np.prod(w.shape)) for w in c.model.trainable_weights)
+           for c in contenders}
+  print("Trainable parameters: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+  print()
+  print(f"Training throughput, {config.dataset}, batch {config.batch_size} "
+        f"(median of {args.rounds} rounds; ratios of medians, and min..max of "
+        f"per-round ratios):")
+  print(format_table(contenders, "plain"))
+  steady_ratio = _ratios(cr.steady, plain.steady)[0]
+  print(f"CR/plain (steady) = {steady_ratio:.2f}: target >= 0.9 "
+        f"{'met' if steady_ratio >= 0.9 else 'NOT met'}.")
+
+  if args.profile:
+    print("\nProfile: input pipelines alone (examples/s of iterating the batches):")
+    pipelines = {"plain (tutorial shuffle/batch)": plain.dataset,
+                 "tfcr LR (no conditions)": lr.dataset,
+                 "tfcr CR (with condition sampling)": cr.dataset}
+    for name, dataset in pipelines.items():
+      rate = pipeline_throughput(dataset, args.steps_per_round, config.batch_size)
+      print(f"  {name:36s} {rate:>12,.0f}")
+
+    variants = profile_variants(config, prepared, args.steps_per_round)
+    variant_contenders = [plain, cr]
+    for name, make in variants.items():
+      if make is None:
+        variant_contenders.append(Contender(
+            "plain tfcr-pipe", plain_model,
+            tfcr_dataset(lr_config, prepared, args.steps_per_round, conditions=None)))
+      else:
+        variant_contenders.append(make())
+    plain.clear(), cr.clear()
+    print("\nProfile: CR variants, each with one ingredient switched off:")
+    measure(variant_contenders, args.rounds, args.steps_per_round, config.batch_size,
+            args.warmup_steps)
+    print()
+    print(format_table(variant_contenders, "plain"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
