@@ -110,7 +110,7 @@ def tfcr_dataset(config: TrainConfig, prepared: PreparedData, steps: int,
   epochs = -(-steps // steps_per_epoch)
   return training_dataset(prepared.train.user_index, prepared.train.item_index,
                           prepared.item_probability, conditions, config.batch_size,
-                          config.seed, 0, epochs)
+                          config.seed, 0, epochs, extra_negatives=config.extra_negatives)
 
 
 def tfcr_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
@@ -223,6 +223,7 @@ class _NoMultiHotCandidate(tf.keras.layers.Layer):
   def __init__(self, tower):
     super().__init__()
     self.tower = tower
+    self.num_items, self.num_conditions = tower.num_items, tower.num_conditions
 
   def call(self, item):
     return self.tower.crossing(self.tower.item_embedding(tf.cast(item, tf.int32)))
@@ -282,7 +283,6 @@ def profile_variants(config: TrainConfig, prepared: PreparedData, steps: int
                            embedding_dim=cr.embedding_dim, hidden_units=cr.hidden_units)
       if not multi_hot:
         candidate = _NoMultiHotCandidate(candidate)
-        candidate.num_conditions = base.candidate_tower.num_conditions
       return _TaskVariant(query, candidate, cr.temperature if temperature else None,
                           log_q, remove_hits)
     return build

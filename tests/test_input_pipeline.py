@@ -69,3 +69,23 @@ def test_condition_frequencies_are_uniform_per_item():
       # n = 30000 draws per item: binomial sd < 0.003, tolerance 0.015.
       assert abs(share - 1 / len(values)) < 0.015, (item, value, share)
   assert set(conditions[items == 2]) == {1}  # NONE
+
+
+def test_extra_negatives_are_uniform_and_deterministic():
+  users, items = np.arange(400) % 5, np.arange(400) % 3
+  probability = np.array([0.5, 0.3, 0.2], np.float32)
+
+  def extra(seed):
+    ds = training_dataset(users, items, probability, None, 100, seed, 0, 20,
+                          extra_negatives=50)
+    return [(b["extra_items"].numpy(), b["extra_probability"].numpy()) for b in ds]
+
+  batches = extra(5)
+  drawn = np.concatenate([e for e, _ in batches])
+  assert len(drawn) == 20 * 4 * 50
+  # 4000 uniform draws over 3 items: each share 1/3 +- 0.0075 sd; tolerance 0.04.
+  np.testing.assert_allclose(np.bincount(drawn, minlength=3) / len(drawn), [1 / 3] * 3,
+                             atol=0.04)
+  for e, p in batches:
+    np.testing.assert_allclose(p, probability[e])
+  assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(batches, extra(5)))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcr.model.layers import MaskedMeanEmbedding, TableLookup
+from tfcr.model.layers import MultiHotEmbedding, TableLookup
 from tfcr.model.towers import CandidateTower, QueryTower
 
 
@@ -51,15 +51,17 @@ def test_candidate_tower_hand_worked():
       [np.array([[0], [10], [20], [40]], np.float32)])
   _set_dense(tower.crossing.layers[-1], [[1], [1]], [0])
   out = tower(tf.constant([0, 1, 2]))
-  # item 0: 1 + mean(20, 40) = 31; item 1: 2 + 20 = 22; item 2: 3 + 10 = 13
-  np.testing.assert_allclose(out.numpy()[:, 0], [31, 22, 13])
+  # item 0: 1 + (20 + 40) = 61; item 1: 2 + 20 = 22; item 2: 3 + 10 = 13
+  np.testing.assert_allclose(out.numpy()[:, 0], [61, 22, 13])
 
 
-def test_masked_mean_embedding_all_padding_is_zero():
-  layer = MaskedMeanEmbedding(3, 2)
-  out = layer(tf.constant([[-1, -1], [1, -1]]))
+def test_multi_hot_embedding_sums_and_ignores_padding():
+  layer = MultiHotEmbedding(3, 2)
+  out = layer(tf.constant([[-1, -1], [1, -1], [2, 1]]))
+  table = layer.embedding.embeddings.numpy()
   np.testing.assert_allclose(out.numpy()[0], [0, 0])
-  np.testing.assert_allclose(out.numpy()[1], layer.embedding.embeddings.numpy()[1])
+  np.testing.assert_allclose(out.numpy()[1], table[1])
+  np.testing.assert_allclose(out.numpy()[2], table[1] + table[2], rtol=1e-6)
 
 
 @pytest.mark.parametrize("make, inputs", [
@@ -80,14 +82,14 @@ def test_tower_config_round_trip(make, inputs):
 
 
 def test_layer_config_round_trip():
-  for layer in [TableLookup(4, 2, name="t"), MaskedMeanEmbedding(5, 3, name="m")]:
+  for layer in [TableLookup(4, 2, name="t"), MultiHotEmbedding(5, 3, name="m")]:
     rebuilt = type(layer).from_config(layer.get_config())
     assert rebuilt.get_config() == layer.get_config()
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda: TableLookup(0, 2), "num_rows"),
-    (lambda: MaskedMeanEmbedding(3, 0), "output_dim"),
+    (lambda: MultiHotEmbedding(3, 0), "output_dim"),
     (lambda: QueryTower(0, [], 0), "num_users"),
     (lambda: CandidateTower(3, 0, 1), "num_conditions"),
 ])

@@ -24,7 +24,7 @@ class TrainConfig:
   embedding_dim: int = 64
   hidden_units: Tuple[int, ...] = (128,)
   epochs: int = 20
-  batch_size: int = 1024
+  batch_size: int = 512
   learning_rate: float = 0.01
   temperature: float = 1.0
   extra_negatives: int = 0

@@ -6,6 +6,7 @@ from typing import List, Optional
 import numpy as np
 
 from tfcr.conditions import ItemConditions
+from tfcr.data.derived import add_derived_features
 from tfcr.data.schema import Interactions, RecData
 from tfcr.data.split import leave_last_n_out
 
@@ -56,6 +57,8 @@ def encode_categorical(column: np.ndarray):
 
 def prepare(data: RecData, condition_feature: str, test_per_user: int = 2,
             min_rating: Optional[float] = None) -> PreparedData:
+  # Derived features (e.g. decade) make new condition types available on any data set.
+  data = dataclasses.replace(data, catalog=add_derived_features(data.catalog))
   conditions = ItemConditions.from_catalog(data.catalog, condition_feature)
   data = data.positives(min_rating)
   if len(data.interactions) == 0:

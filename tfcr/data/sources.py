@@ -1,12 +1,11 @@
 """Loads a data set by name: `movielens-100k`, `synthetic` or `tfds:<name>`."""
 
 from tfcr.config import ConfigError, TrainConfig
-from tfcr.data.derived import add_derived_features
 from tfcr.data.schema import RecData
 
 
 def load_dataset(config: TrainConfig) -> RecData:
-  """Returns the data set named by `config.dataset`, with derived item features added."""
+  """Returns the data set named by `config.dataset`."""
   if config.dataset == "movielens-100k":
     from tfcr.data.movielens_tfds import load_movielens_100k
     data = load_movielens_100k(config.data_dir)
@@ -25,5 +24,4 @@ def load_dataset(config: TrainConfig) -> RecData:
   else:
     raise ConfigError(f"Unknown --dataset={config.dataset!r}; valid values: movielens-100k, "
                       f"synthetic, tfds:<name>.")
-  data.catalog = add_derived_features(data.catalog)
   return data.validate()

@@ -37,16 +37,18 @@ class TableLookup(tf.keras.layers.Layer):
             "num_columns": self.num_columns}
 
 
-class MaskedMeanEmbedding(tf.keras.layers.Layer):
-  """Mean of the embeddings of a padded list of ids: a multi-hot feature times a matrix.
+class MultiHotEmbedding(tf.keras.layers.Layer):
+  """Sum of the embeddings of a padded list of ids: a multi-hot vector times a matrix.
 
   ids: [B, M] int with -1 as padding -> [B, output_dim]; an all-padding row gives zeros.
+  A sum (not a mean) keeps "has value v" linearly visible whatever else the row has, which
+  is what a condition query needs to match.
   """
 
   def __init__(self, input_dim: int, output_dim: int, **kwargs):
     super().__init__(**kwargs)
     if input_dim < 1 or output_dim < 1:
-      raise ValueError(f"MaskedMeanEmbedding needs input_dim >= 1 and output_dim >= 1, got "
+      raise ValueError(f"MultiHotEmbedding needs input_dim >= 1 and output_dim >= 1, got "
                        f"input_dim={input_dim!r}, output_dim={output_dim!r}.")
     self.input_dim = input_dim
     self.output_dim = output_dim
@@ -54,9 +56,7 @@ class MaskedMeanEmbedding(tf.keras.layers.Layer):
 
   def call(self, ids):
     mask = tf.cast(ids >= 0, tf.float32)[..., tf.newaxis]
-    vectors = self.embedding(tf.maximum(ids, 0)) * mask
-    count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-    return tf.reduce_sum(vectors, axis=1) / count
+    return tf.reduce_sum(self.embedding(tf.maximum(ids, 0)) * mask, axis=1)
 
   def get_config(self):
     return {**super().get_config(), "input_dim": self.input_dim,

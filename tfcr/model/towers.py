@@ -8,7 +8,7 @@ from typing import Dict, Sequence
 
 import tensorflow as tf
 
-from tfcr.model.layers import MaskedMeanEmbedding, TableLookup, mlp
+from tfcr.model.layers import MultiHotEmbedding, TableLookup, mlp
 
 
 class QueryTower(tf.keras.layers.Layer):
@@ -106,7 +106,7 @@ class CandidateTower(tf.keras.layers.Layer):
     self.item_embedding = tf.keras.layers.Embedding(num_items, id_embedding_dim)
     self.item_conditions = TableLookup(num_items, max_conditions_per_item,
                                        name="item_condition_table")
-    self.condition_embedding = MaskedMeanEmbedding(num_conditions, condition_embedding_dim)
+    self.condition_embedding = MultiHotEmbedding(num_conditions, condition_embedding_dim)
     self.crossing = mlp(self.hidden_units, embedding_dim, name="candidate_mlp")
 
   def call(self, item: tf.Tensor) -> tf.Tensor:
