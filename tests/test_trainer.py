@@ -130,3 +130,20 @@ def test_resume_with_different_settings_is_refused(tmp_path):
                        f"--model_dir={model_dir}", check=False)
   assert result.returncode != 0
   assert "learning_rate" in result.stderr.strip().splitlines()[-1]
+
+
+def test_missing_movielens_data_is_one_line(tmp_path):
+  """No way to fetch the files (pip offline, nothing cached): a clear error, no model dir."""
+  empty = tmp_path / "no-wheels"
+  empty.mkdir()
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PIP_NO_INDEX": "1",
+         "PIP_CONFIG_FILE": os.devnull, "PIP_FIND_LINKS": str(empty)}
+  model_dir = tmp_path / "run"
+  result = subprocess.run([sys.executable, "-m", "trainer.train", "--dataset=movielens-100k",
+                           f"--data_dir={tmp_path / 'data'}", f"--model_dir={model_dir}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert "MovieLens-100k" in last and "ml-100k.inter" in last, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert not model_dir.exists()
