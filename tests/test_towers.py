@@ -67,7 +67,8 @@ def test_multi_hot_embedding_sums_and_ignores_padding():
 @pytest.mark.parametrize("make, inputs", [
     (lambda: QueryTower(5, [3, 4], 6, embedding_dim=8, hidden_units=(16, 8)),
      {"user": tf.constant([0, 3, 5]), "condition": tf.constant([0, 1, 5])}),
-    (lambda: QueryTower(5, [], 0, embedding_dim=8), {"user": tf.constant([1, 2])}),
+    (lambda: QueryTower(5, [], 0, embedding_dim=8, normalize=True),
+     {"user": tf.constant([1, 2])}),
     (lambda: CandidateTower(7, 5, 3, embedding_dim=8, hidden_units=(16,)),
      tf.constant([0, 6, 2])),
 ])
@@ -102,3 +103,12 @@ def test_table_shape_mismatch_is_reported():
   layer = TableLookup(2, 2, name="user_features")
   with pytest.raises(ValueError, match="user_features"):
     layer.assign_table([[1, 2, 3]])
+
+
+def test_normalized_towers_give_unit_vectors():
+  query = QueryTower(3, [2], 4, embedding_dim=5, normalize=True)
+  candidate = CandidateTower(6, 4, 2, embedding_dim=5, normalize=True)
+  q = query({"user": tf.constant([0, 1, 3]), "condition": tf.constant([0, 2, 3])}).numpy()
+  c = candidate(tf.constant([0, 5])).numpy()
+  np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1, rtol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(c, axis=1), 1, rtol=1e-5)

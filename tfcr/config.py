@@ -26,7 +26,8 @@ class TrainConfig:
   epochs: int = 20
   batch_size: int = 512
   learning_rate: float = 0.01
-  temperature: float = 1.0
+  normalize_embeddings: bool = True
+  temperature: float = 0.1
   extra_negatives: int = 0
   seed: int = 42
   min_rating: Optional[float] = None

@@ -38,12 +38,12 @@ def build_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
       user_feature_vocab_sizes=[len(v) for v in prepared.user_feature_vocabularies],
       num_conditions=prepared.conditions.vocabulary_size if conditional else 0,
       embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
-      name="query_tower")
+      normalize=config.normalize_embeddings, name="query_tower")
   candidate_tower = CandidateTower(
       num_items=prepared.num_items, num_conditions=prepared.conditions.vocabulary_size,
       max_conditions_per_item=prepared.conditions.max_per_item(),
       embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
-      name="candidate_tower")
+      normalize=config.normalize_embeddings, name="candidate_tower")
   if query_tower.user_features is not None:
     query_tower.user_features.assign_table(prepared.user_feature_table)
   candidate_tower.item_conditions.assign_table(prepared.conditions.padded())

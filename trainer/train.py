@@ -38,7 +38,11 @@ flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
                      "Examples per batch; the other items of a batch are the negatives.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.")
-flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Softmax temperature.")
+flags.DEFINE_bool("normalize_embeddings", _DEFAULTS.normalize_embeddings,
+                  "L2-normalise both towers' outputs (cosine scores); pair with a small "
+                  "--temperature.")
+flags.DEFINE_float("temperature", _DEFAULTS.temperature,
+                   "Softmax temperature: scores are divided by it.")
 flags.DEFINE_integer("extra_negatives", _DEFAULTS.extra_negatives,
                      "Items drawn uniformly from the catalog per batch as extra negatives "
                      "(mixed negative sampling; the logQ correction uses the mixture).")
@@ -74,7 +78,8 @@ def config_from_flags() -> TrainConfig:
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, model=FLAGS.model,
       condition_feature=FLAGS.condition_feature, embedding_dim=FLAGS.embedding_dim,
       hidden_units=hidden_units, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-      learning_rate=FLAGS.learning_rate, temperature=FLAGS.temperature,
+      learning_rate=FLAGS.learning_rate,
+      normalize_embeddings=FLAGS.normalize_embeddings, temperature=FLAGS.temperature,
       extra_negatives=FLAGS.extra_negatives, seed=FLAGS.seed,
       min_rating=FLAGS.min_rating, test_per_user=FLAGS.test_per_user,
       model_dir=FLAGS.model_dir, synthetic_users=FLAGS.synthetic_users,

@@ -56,7 +56,8 @@ def read_atomic_file(path: str, required: Sequence[str] = ()) -> Iterator[Dict[s
     names = [h.split(":", 1)[0].strip() for h in header]
     missing = [c for c in required if c not in names]
     if missing:
-      raise ValueError(f"{path}: header lacks column(s) {missing}; header is {header}")
+      raise DataUnavailableError(f"{path}: header lacks column(s) {missing}; header is "
+                                 f"{header}. Delete the file to fetch it again.")
     for line in f:
       line = line.rstrip("\r\n")
       if not line.strip():

@@ -11,6 +11,12 @@ import tensorflow as tf
 from tfcr.model.layers import MultiHotEmbedding, TableLookup, mlp
 
 
+def _maybe_normalize(embeddings: tf.Tensor, normalize: bool) -> tf.Tensor:
+  # Unit-length embeddings make the score a cosine: an item's norm can no longer stand
+  # in for its popularity, which the logQ correction is meant to handle instead.
+  return tf.math.l2_normalize(embeddings, axis=-1) if normalize else embeddings
+
+
 class QueryTower(tf.keras.layers.Layer):
   """Embeds a user, and optionally a condition, into the retrieval space.
 
@@ -26,7 +32,7 @@ class QueryTower(tf.keras.layers.Layer):
   def __init__(self, num_users: int, user_feature_vocab_sizes: Sequence[int],
                num_conditions: int, embedding_dim: int = 64, id_embedding_dim: int = 64,
                feature_embedding_dim: int = 16, condition_embedding_dim: int = 32,
-               hidden_units: Sequence[int] = (128,), **kwargs):
+               hidden_units: Sequence[int] = (128,), normalize: bool = False, **kwargs):
     super().__init__(**kwargs)
     if num_users < 1 or embedding_dim < 1 or num_conditions < 0:
       raise ValueError(f"QueryTower needs num_users >= 1, embedding_dim >= 1 and "
@@ -40,6 +46,7 @@ class QueryTower(tf.keras.layers.Layer):
     self.feature_embedding_dim = feature_embedding_dim
     self.condition_embedding_dim = condition_embedding_dim
     self.hidden_units = [int(h) for h in hidden_units]
+    self.normalize = bool(normalize)
 
     # Row 0 of every table stands for "unknown", so unseen users still get an embedding.
     self.user_embedding = tf.keras.layers.Embedding(num_users + 1, id_embedding_dim)
@@ -66,7 +73,7 @@ class QueryTower(tf.keras.layers.Layer):
                 for i, embedding in enumerate(self.feature_embeddings)]
     if self.condition_embedding is not None:
       parts.append(self.condition_embedding(tf.cast(inputs["condition"], tf.int32)))
-    return self.crossing(tf.concat(parts, axis=-1))
+    return _maybe_normalize(self.crossing(tf.concat(parts, axis=-1)), self.normalize)
 
   def get_config(self):
     return {**super().get_config(), "num_users": self.num_users,
@@ -75,7 +82,7 @@ class QueryTower(tf.keras.layers.Layer):
             "id_embedding_dim": self.id_embedding_dim,
             "feature_embedding_dim": self.feature_embedding_dim,
             "condition_embedding_dim": self.condition_embedding_dim,
-            "hidden_units": self.hidden_units}
+            "hidden_units": self.hidden_units, "normalize": self.normalize}
 
 
 class CandidateTower(tf.keras.layers.Layer):
@@ -89,7 +96,7 @@ class CandidateTower(tf.keras.layers.Layer):
   def __init__(self, num_items: int, num_conditions: int, max_conditions_per_item: int,
                embedding_dim: int = 64, id_embedding_dim: int = 64,
                condition_embedding_dim: int = 32, hidden_units: Sequence[int] = (128,),
-               **kwargs):
+               normalize: bool = False, **kwargs):
     super().__init__(**kwargs)
     if num_items < 1 or num_conditions < 1 or max_conditions_per_item < 1:
       raise ValueError(f"CandidateTower needs num_items, num_conditions and "
@@ -102,6 +109,7 @@ class CandidateTower(tf.keras.layers.Layer):
     self.id_embedding_dim = id_embedding_dim
     self.condition_embedding_dim = condition_embedding_dim
     self.hidden_units = [int(h) for h in hidden_units]
+    self.normalize = bool(normalize)
 
     self.item_embedding = tf.keras.layers.Embedding(num_items, id_embedding_dim)
     self.item_conditions = TableLookup(num_items, max_conditions_per_item,
@@ -113,7 +121,7 @@ class CandidateTower(tf.keras.layers.Layer):
     item = tf.cast(item, tf.int32)
     parts = [self.item_embedding(item),
              self.condition_embedding(self.item_conditions(item))]
-    return self.crossing(tf.concat(parts, axis=-1))
+    return _maybe_normalize(self.crossing(tf.concat(parts, axis=-1)), self.normalize)
 
   def get_config(self):
     return {**super().get_config(), "num_items": self.num_items,
@@ -121,4 +129,4 @@ class CandidateTower(tf.keras.layers.Layer):
             "max_conditions_per_item": self.max_conditions_per_item,
             "embedding_dim": self.embedding_dim, "id_embedding_dim": self.id_embedding_dim,
             "condition_embedding_dim": self.condition_embedding_dim,
-            "hidden_units": self.hidden_units}
+            "hidden_units": self.hidden_units, "normalize": self.normalize}
