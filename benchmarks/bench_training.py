@@ -19,16 +19,22 @@ optimizer (Adam, same learning rate) and number of steps:
 
 Every model is warmed up (one short fit, which traces the train function); then timed
 rounds alternate plain / CR / LR / plain / CR / LR ..., each a `fit` of --steps_per_round
-batches. The machines are shared and noisy, so the table reports medians over rounds and
-the spread of the per-round ratios. Two timings per round:
+batches. The machines are shared and noisy (other processes come and go), so the table
+reports medians over rounds, ratios of the medians, and the min..max of the per-round
+ratios. Each round is timed from the end of its first step to the end of its last one
+(steady state, what a long run sees: tfcr trains all epochs from one iterator), both
 
-* steady: from the end of the round's first step to the end of its last one (what a long
-  run sees: tfcr trains all epochs from one iterator);
-* fit: the whole `fit` call, including iterator start-up (shuffle buffer fill, ...).
+* examples/s: wall clock, the throughput;
+* examples/CPU-s: process CPU time (all threads, tf.data's included), which other
+  processes on the machine disturb much less than the wall clock.
 
---profile adds variants that switch off one CR ingredient at a time (input pipeline,
-condition sampling, user features, item multi-hot, logQ, accidental-hit removal) and a
-pipeline-only measurement (iterating each data set without training).
+The whole `fit` call is logged per round too (in brackets) but not tabulated: it adds
+iterator start-up and, on teardown, a variable wait of up to ~2.5 s, both once per fit
+call, i.e. once per training run in tfcr.
+
+--profile adds the input pipelines alone, and CR variants that switch off one
+ingredient at a time (condition sampling, user features, item multi-hot, logQ,
+accidental-hit removal, temperature) or compute the same loss more cheaply.
 """
 
 import os
@@ -46,7 +52,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import List
 
 import numpy as np
 import tensorflow as tf
@@ -57,6 +63,7 @@ from tfcr.data.prepare import PreparedData, prepare
 from tfcr.data.sources import load_dataset
 from tfcr.input_pipeline import training_dataset
 from tfcr.model.retrieval import RetrievalModel
+from tfcr.model.towers import QueryTower
 from tfcr.train import build_model
 
 _DEFAULTS = TrainConfig()
@@ -170,8 +177,8 @@ def measure(contenders: List[Contender], rounds: int, steps: int, batch_size: in
   for r in range(rounds):
     for c in contenders:
       c.run(steps, batch_size)
-    log(f"  round {r + 1}/{rounds}: " + ", ".join(
-        f"{c.name} {c.steady[-1]:,.0f}" for c in contenders) + " examples/s (steady)")
+    log(f"  round {r + 1}/{rounds} (examples/s, whole fit call in brackets): " + ", ".join(
+        f"{c.name} {c.steady[-1]:,.0f} ({c.fit[-1]:,.0f})" for c in contenders))
 
 
 def _ratios(a: List[float], b: List[float]):
@@ -181,14 +188,13 @@ def _ratios(a: List[float], b: List[float]):
 
 def format_table(contenders: List[Contender], baseline: str) -> str:
   base = next(c for c in contenders if c.name == baseline)
-  rows = [("model", "ex/s", f"/{baseline}", "rounds min..max",
-           "ex/CPU-s", f"/{baseline}", "rounds min..max", "fit ex/s", f"/{baseline}")]
+  rows = [("model", "examples/s", f"/{baseline}", "per round",
+           "examples/CPU-s", f"/{baseline}", "per round")]
   for c in contenders:
     row = [c.name]
     for mine, theirs in ((c.steady, base.steady), (c.cpu, base.cpu)):
       ratio, low, high = _ratios(mine, theirs)
       row += [f"{statistics.median(mine):,.0f}", f"{ratio:.2f}", f"{low:.2f}..{high:.2f}"]
-    row += [f"{statistics.median(c.fit):,.0f}", f"{_ratios(c.fit, base.fit)[0]:.2f}"]
     rows.append(tuple(row))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
@@ -226,22 +232,94 @@ class _NoMultiHotCandidate(tf.keras.layers.Layer):
     self.num_items, self.num_conditions = tower.num_items, tower.num_conditions
 
   def call(self, item):
-    return self.tower.crossing(self.tower.item_embedding(tf.cast(item, tf.int32)))
+    embedding = self.tower.crossing(self.tower.item_embedding(tf.cast(item, tf.int32)))
+    if getattr(self.tower, "normalize", False):
+      embedding = tf.math.l2_normalize(embedding, axis=-1)
+    return embedding
 
 
-class _TaskVariant(RetrievalModel):
-  """RetrievalModel with logQ, accidental-hit removal and/or temperature switched off."""
+class _MergedFeatureQueryTower(QueryTower):
+  """QueryTower whose user features share one embedding table (with per-feature offsets):
+  one gather and one optimizer update instead of one per feature. Same function class."""
 
-  def __init__(self, query_tower, candidate_tower, temperature, log_q: bool,
-               remove_hits: bool):
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    sizes = self.user_feature_vocab_sizes
+    self.feature_offsets = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int32)
+    self.merged_features = tf.keras.layers.Embedding(sum(sizes), self.feature_embedding_dim)
+    self.feature_embeddings = []
+
+  def call(self, inputs):
+    user = tf.cast(inputs["user"], tf.int32)
+    features = self.merged_features(self.user_features(user) + self.feature_offsets)
+    parts = [self.user_embedding(user),
+             tf.reshape(features, [-1, features.shape[1] * features.shape[2]])]
+    if self.condition_embedding is not None:
+      parts.append(self.condition_embedding(tf.cast(inputs["condition"], tf.int32)))
+    embedding = self.crossing(tf.concat(parts, axis=-1))
+    return tf.math.l2_normalize(embedding, axis=-1) if self.normalize else embedding
+
+
+class _DenseMultiHotCandidate(tf.keras.layers.Layer):
+  """CandidateTower computing the sum of the item's condition embeddings as
+  multi_hot[item] @ matrix ([I, C] 0/1 table, C = condition vocabulary): one gather and
+  one matmul, with a dense gradient, instead of gather/mask/sum and a sparse update."""
+
+  def __init__(self, tower, membership: np.ndarray):
+    super().__init__()
+    self.tower = tower
+    self.num_items, self.num_conditions = tower.num_items, tower.num_conditions
+    self.multi_hot = tf.constant(membership.astype(np.float32))
+    self.matrix = self.add_weight(
+        name="condition_matrix", shape=(tower.num_conditions, tower.condition_embedding_dim),
+        initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05))
+
+  def call(self, item):
+    item = tf.cast(item, tf.int32)
+    parts = [self.tower.item_embedding(item),
+             tf.matmul(tf.gather(self.multi_hot, item), self.matrix)]
+    embedding = self.tower.crossing(tf.concat(parts, axis=-1))
+    if getattr(self.tower, "normalize", False):
+      embedding = tf.math.l2_normalize(embedding, axis=-1)
+    return embedding
+
+
+def lean_retrieval_loss(query, candidates, sampling_probability, candidate_ids,
+                        temperature):
+  """The loss of tfrs.tasks.Retrieval(remove_accidental_hits=True, temperature) with
+  logQ, computed with fewer [B, B] passes: no one-hot label matrix, no argmax over it,
+  accidental hits masked with one tf.where, sparse softmax cross-entropy."""
+  scores = tf.matmul(query, candidates, transpose_b=True)
+  if temperature is not None and temperature != 1.0:
+    scores = scores / temperature
+  num_queries = tf.shape(scores)[0]
+  rows = tf.range(num_queries)
+  log_q = tf.math.log(tf.clip_by_value(sampling_probability, 1e-6, 1.0))
+  hits = tf.logical_and(tf.equal(candidate_ids[:num_queries, tf.newaxis],
+                                 candidate_ids[tf.newaxis, :]),
+                        tf.not_equal(rows[:, tf.newaxis],
+                                     tf.range(tf.shape(scores)[1])[tf.newaxis, :]))
+  scores = tf.where(hits, tf.float32.min, scores - log_q[tf.newaxis, :])
+  return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(rows, scores))
+
+
+class _Variant(RetrievalModel):
+  """RetrievalModel with logQ, accidental-hit removal and/or temperature switched off,
+  or with `lean_retrieval_loss` instead of the TFRS task."""
+
+  def __init__(self, query_tower, candidate_tower, temperature, log_q=True,
+               remove_hits=True, lean=False):
     super().__init__(query_tower, candidate_tower, temperature=temperature)
-    self.log_q = log_q
+    self.log_q, self.lean, self.temperature = log_q, lean, temperature
     self.task = tfrs.tasks.Retrieval(remove_accidental_hits=remove_hits,
                                      temperature=temperature)
 
   def compute_loss(self, features, training=False):
     query = self.query_tower(self.query_inputs(features))
     candidates = self.candidate_tower(features["item"])
+    if self.lean:
+      return lean_retrieval_loss(query, candidates, features["sampling_probability"],
+                                 features["item"], self.temperature)
     return self.task(query, candidates,
                      candidate_sampling_probability=(features["sampling_probability"]
                                                      if self.log_q else None),
@@ -250,55 +328,97 @@ class _TaskVariant(RetrievalModel):
 
 
 def _presampled_dataset(config, prepared, steps) -> tf.data.Dataset:
-  """The batches of tfcr's pipeline, materialized once: no per-batch work at all."""
+  """tfcr's batches, materialized once: the model sees no per-batch pipeline work."""
   batches = list(tfcr_dataset(config, prepared, steps).take(steps))
   stacked = {k: tf.stack([b[k] for b in batches]) for k in batches[0]}
   return tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(tf.data.AUTOTUNE)
 
 
-def profile_variants(config: TrainConfig, prepared: PreparedData, steps: int
-                     ) -> Dict[str, Callable[[], Contender]]:
-  """Builders of CR variants, each switching off one ingredient."""
+def profile_contenders(config: TrainConfig, prepared: PreparedData, steps: int,
+                       plain_model: tf.keras.Model) -> List[Contender]:
+  """CR variants, each switching off (or replacing) one ingredient, and the plain model
+  on tfcr's batch-level pipeline."""
   cr = dataclasses.replace(config, model="cr")
 
-  def cr_with(name, model_fn=None, dataset_fn=None):
-    def make():
-      model = model_fn() if model_fn else tfcr_model(cr, prepared)
-      if model_fn:
-        model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate))
-      dataset = dataset_fn() if dataset_fn else tfcr_dataset(cr, prepared, steps)
-      return Contender(name, model, dataset)
-    return make
+  def variant(user_features=True, multi_hot=True, temperature=True, normalize=True,
+              merged_features=False, dense_multi_hot=False, **task):
+    tf.keras.utils.set_random_seed(cr.seed)
+    base = build_model(cr, prepared)
+    query, candidate = base.query_tower, base.candidate_tower
+    if not user_features or merged_features:
+      query = (_MergedFeatureQueryTower if merged_features else QueryTower)(
+          num_users=prepared.num_users,
+          user_feature_vocab_sizes=query.user_feature_vocab_sizes if user_features else [],
+          num_conditions=prepared.conditions.vocabulary_size,
+          embedding_dim=cr.embedding_dim, hidden_units=cr.hidden_units,
+          normalize=getattr(base.query_tower, "normalize", False))
+      if query.user_features is not None:
+        query.user_features.assign_table(prepared.user_feature_table)
+    if not normalize:  # The towers read the flag when called.
+      query.normalize = candidate.normalize = False
+    if not multi_hot:
+      candidate = _NoMultiHotCandidate(candidate)
+    elif dense_multi_hot:
+      candidate = _DenseMultiHotCandidate(candidate, prepared.conditions.membership())
+    model = _Variant(query, candidate, cr.temperature if temperature else None, **task)
+    model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate))
+    return model
 
-  def rebuilt(user_features=True, multi_hot=True, log_q=True, remove_hits=True,
-              temperature=True):
-    def build():
-      tf.keras.utils.set_random_seed(cr.seed)
-      base = build_model(cr, prepared)
-      query, candidate = base.query_tower, base.candidate_tower
-      if not user_features:
-        from tfcr.model.towers import QueryTower
-        query = QueryTower(num_users=prepared.num_users, user_feature_vocab_sizes=[],
-                           num_conditions=prepared.conditions.vocabulary_size,
-                           embedding_dim=cr.embedding_dim, hidden_units=cr.hidden_units)
-      if not multi_hot:
-        candidate = _NoMultiHotCandidate(candidate)
-      return _TaskVariant(query, candidate, cr.temperature if temperature else None,
-                          log_q, remove_hits)
-    return build
+  def on_tfcr_pipeline(name, model):
+    return Contender(name, model, tfcr_dataset(cr, prepared, steps))
 
-  return {
-      "CR, presampled batches": cr_with(
-          "CR presampled", dataset_fn=lambda: _presampled_dataset(cr, prepared, steps)),
-      "CR, no user features": cr_with("CR -userfeat", rebuilt(user_features=False)),
-      "CR, no item multi-hot": cr_with("CR -multihot", rebuilt(multi_hot=False)),
-      "CR, no logQ": cr_with("CR -logQ", rebuilt(log_q=False)),
-      "CR, no hit removal": cr_with("CR -hits", rebuilt(remove_hits=False)),
-      "CR, no temperature division": cr_with("CR -temp", rebuilt(temperature=False)),
-      "CR, no logQ, hit removal, temperature": cr_with(
-          "CR -logQ-hits-temp", rebuilt(log_q=False, remove_hits=False, temperature=False)),
-      "plain on tfcr pipeline": None,  # filled in by main (needs the plain model)
-  }
+  lr = dataclasses.replace(config, model="lr")
+  return [
+      Contender("CR presampled", tfcr_model(cr, prepared),
+                _presampled_dataset(cr, prepared, steps)),
+      on_tfcr_pipeline("CR -userfeat", variant(user_features=False)),
+      on_tfcr_pipeline("CR -multihot", variant(multi_hot=False)),
+      on_tfcr_pipeline("CR -logQ", variant(log_q=False)),
+      on_tfcr_pipeline("CR -hits", variant(remove_hits=False)),
+      on_tfcr_pipeline("CR -temp", variant(temperature=False)),
+      on_tfcr_pipeline("CR -norm", variant(normalize=False)),
+      on_tfcr_pipeline("CR -logQ-hits-temp",
+                       variant(log_q=False, remove_hits=False, temperature=False)),
+      on_tfcr_pipeline("CR bare", variant(user_features=False, multi_hot=False,
+                                          log_q=False, remove_hits=False,
+                                          temperature=False, normalize=False)),
+      on_tfcr_pipeline("CR lean loss", variant(lean=True)),
+      on_tfcr_pipeline("CR merged userfeat", variant(merged_features=True)),
+      on_tfcr_pipeline("CR dense multihot", variant(dense_multi_hot=True)),
+      on_tfcr_pipeline("CR merged+dense", variant(merged_features=True,
+                                                  dense_multi_hot=True)),
+      Contender("plain tfcr-pipe", plain_model,
+                tfcr_dataset(lr, prepared, steps, conditions=None)),
+  ]
+
+
+def check_lean_loss(config: TrainConfig, prepared: PreparedData) -> float:
+  """Relative difference between tfcr's loss and `lean_retrieval_loss` on one batch."""
+  cr = dataclasses.replace(config, model="cr")
+  model = tfcr_model(cr, prepared)
+  batch = next(iter(tfcr_dataset(cr, prepared, 1)))
+  reference = float(model.compute_loss(batch))
+  lean = float(lean_retrieval_loss(model.query_tower(model.query_inputs(batch)),
+                                   model.candidate_tower(batch["item"]),
+                                   batch["sampling_probability"], batch["item"],
+                                   cr.temperature))
+  return abs(lean - reference) / abs(reference)
+
+
+_VARIANT_NOTES = """  CR presampled      CR model on tfcr's batches materialized in memory (no pipeline work)
+  CR -userfeat       no user-feature gather/embeddings in the query tower
+  CR -multihot       no item -> conditions multi-hot in the candidate tower
+  CR -logQ           no sampling-probability correction
+  CR -hits           no accidental-hit removal
+  CR -temp           temperature None (no division of the [B, B] scores)
+  CR -norm           no L2 normalization of the tower outputs
+  CR -logQ-hits-temp -logQ, -hits and -temp together
+  CR bare            all of the above off: id embeddings + condition embedding + MLPs
+  CR lean loss       the same loss as CR, computed by lean_retrieval_loss (this file)
+  CR merged userfeat the user features in one embedding table with offsets (same model)
+  CR dense multihot  the item multi-hot as multi_hot[item] @ matrix (same model)
+  CR merged+dense    both of the above
+  plain tfcr-pipe    the plain model fed by tfcr's batch-level pipeline (LR: no conditions)"""
 
 
 # ------------------------------------------------------------------------------ main --
@@ -386,7 +506,7 @@ def main(argv=None) -> int:
   plain = Contender("plain", plain_model, plain_dataset(prepared, config.batch_size,
                                                         config.seed))
   contenders = [plain, cr, lr]
-  print(f"Sizes: id embedding {query.id_embedding_dim}, hidden {query.hidden_units}, "
+  print(f"Sizes: id embedding {query.id_embedding_dim}, hidden {list(query.hidden_units)}, "
         f"embedding {query.embedding_dim}")
   print(f"Batch {config.batch_size}, Adam({config.learning_rate}), {args.rounds} rounds "
         f"x {args.steps_per_round} steps per model, alternating "
@@ -407,29 +527,25 @@ def main(argv=None) -> int:
         f"{'met' if steady_ratio >= 0.9 else 'NOT met'}.")
 
   if args.profile:
-    print("\nProfile: input pipelines alone (examples/s of iterating the batches):")
+    print("\nProfile: input pipelines alone (examples/s of iterating the batches, "
+          "no training):")
     pipelines = {"plain (tutorial shuffle/batch)": plain.dataset,
                  "tfcr LR (no conditions)": lr.dataset,
                  "tfcr CR (with condition sampling)": cr.dataset}
     for name, dataset in pipelines.items():
       rate = pipeline_throughput(dataset, args.steps_per_round, config.batch_size)
       print(f"  {name:36s} {rate:>12,.0f}")
-
-    variants = profile_variants(config, prepared, args.steps_per_round)
-    variant_contenders = [plain, cr]
-    for name, make in variants.items():
-      if make is None:
-        variant_contenders.append(Contender(
-            "plain tfcr-pipe", plain_model,
-            tfcr_dataset(lr_config, prepared, args.steps_per_round, conditions=None)))
-      else:
-        variant_contenders.append(make())
+    print(f"\nlean_retrieval_loss vs tfcr's loss on one batch: relative difference "
+          f"{check_lean_loss(config, prepared):.1e}")
+    variants = [plain, cr] + profile_contenders(config, prepared, args.steps_per_round,
+                                                plain_model)
     plain.clear(), cr.clear()
-    print("\nProfile: CR variants, each with one ingredient switched off:")
-    measure(variant_contenders, args.rounds, args.steps_per_round, config.batch_size,
+    print("\nProfile: CR variants, each switching off or replacing one ingredient:")
+    print(_VARIANT_NOTES)
+    measure(variants, args.rounds, args.steps_per_round, config.batch_size,
             args.warmup_steps)
     print()
-    print(format_table(variant_contenders, "plain"))
+    print(format_table(variants, "plain"))
   return 0
 
 

@@ -50,11 +50,11 @@ def build_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
   return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature)
 
 
-def write_json_atomically(path: str, payload) -> None:
+def write_json_atomically(path: str, payload, sort_keys: bool = True) -> None:
   """Writes JSON through a temp file and rename, so readers never see half a file."""
   directory = os.path.dirname(path)
   with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
+    json.dump(payload, f, indent=2, sort_keys=sort_keys)
     f.write("\n")
   os.replace(f.name, path)
 
@@ -149,7 +149,8 @@ def train_and_evaluate(config: TrainConfig, data=None) -> Dict[str, float]:
   metrics["examples_per_second"] = (steps * config.batch_size * config.epochs / train_seconds
                                     if train_seconds > 0 else 0.0)
   metrics["num_train_examples"] = num_train
-  write_json_atomically(os.path.join(config.model_dir, "metrics.json"), metrics)
+  write_json_atomically(os.path.join(config.model_dir, "metrics.json"), metrics,
+                        sort_keys=False)
   if config.verbose:
     print(evaluation.format_table(
         metrics, f"{config.model.upper()} on {config.dataset} "
