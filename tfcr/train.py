@@ -1,7 +1,8 @@
 """train_and_evaluate(config): the library entry point behind `tfcr-train`.
 
 Model dir layout:
-  config.json       the resolved configuration (re-run with it via --flagfile-like use)
+  config.json       the resolved configuration
+  vocabularies.npz  user/item ids and item conditions: export needs no data set
   checkpoints/      one checkpoint per epoch (model, optimizer, epoch, train seconds)
   logs/             TensorBoard
   metrics.json      flat metrics of the evaluation after training
@@ -27,27 +28,36 @@ from tfcr.data.prepare import PreparedData, prepare
 from tfcr.data.sources import load_dataset
 from tfcr.input_pipeline import training_dataset
 from tfcr.model.retrieval import RetrievalModel
+from tfcr.model_io import Vocabularies
 from tfcr.model.towers import CandidateTower, QueryTower
+
+
+def build_towers(config: TrainConfig, num_users: int, num_items: int,
+                 user_feature_vocab_sizes, conditions) -> RetrievalModel:
+  """The CR or LR model of `config` with empty lookup tables (a checkpoint fills them)."""
+  conditional = config.model == "cr"
+  query_tower = QueryTower(
+      num_users=num_users, user_feature_vocab_sizes=user_feature_vocab_sizes,
+      num_conditions=conditions.vocabulary_size if conditional else 0,
+      embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
+      normalize=config.normalize_embeddings, name="query_tower")
+  candidate_tower = CandidateTower(
+      num_items=num_items, num_conditions=conditions.vocabulary_size,
+      max_conditions_per_item=conditions.max_per_item(),
+      embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
+      normalize=config.normalize_embeddings, name="candidate_tower")
+  return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature)
 
 
 def build_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
   """Builds the CR or LR model for the prepared data and fills its lookup tables."""
-  conditional = config.model == "cr"
-  query_tower = QueryTower(
-      num_users=prepared.num_users,
-      user_feature_vocab_sizes=[len(v) for v in prepared.user_feature_vocabularies],
-      num_conditions=prepared.conditions.vocabulary_size if conditional else 0,
-      embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
-      normalize=config.normalize_embeddings, name="query_tower")
-  candidate_tower = CandidateTower(
-      num_items=prepared.num_items, num_conditions=prepared.conditions.vocabulary_size,
-      max_conditions_per_item=prepared.conditions.max_per_item(),
-      embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
-      normalize=config.normalize_embeddings, name="candidate_tower")
-  if query_tower.user_features is not None:
-    query_tower.user_features.assign_table(prepared.user_feature_table)
-  candidate_tower.item_conditions.assign_table(prepared.conditions.padded())
-  return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature)
+  model = build_towers(config, prepared.num_users, prepared.num_items,
+                       [len(v) for v in prepared.user_feature_vocabularies],
+                       prepared.conditions)
+  if model.query_tower.user_features is not None:
+    model.query_tower.user_features.assign_table(prepared.user_feature_table)
+  model.candidate_tower.item_conditions.assign_table(prepared.conditions.padded())
+  return model
 
 
 def write_json_atomically(path: str, payload, sort_keys: bool = True) -> None:
@@ -111,6 +121,7 @@ def train_and_evaluate(config: TrainConfig, data=None) -> Dict[str, float]:
     raise ConfigError(f"--batch_size={config.batch_size} is larger than the "
                       f"{num_train} training examples; use --batch_size <= {num_train}.")
   _prepare_model_dir(config)
+  Vocabularies.from_prepared(prepared).save(config.model_dir)
 
   tf.keras.utils.set_random_seed(config.seed)
   model = build_model(config, prepared)
