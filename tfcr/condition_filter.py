@@ -1,0 +1,212 @@
+"""The condition filter: top-k items for a query, optionally only items having a condition.
+
+Per query row (all inside one graph, so a single servable call does everything):
+
+* no filter (`strict` false, or the condition is "" i.e. NONE): the index's top k, after
+  dropping excluded items (k + #exclusions candidates are fetched).
+* strict, unknown condition (OOV): an empty row; nothing can match.
+* strict, rare condition (at most `exact_threshold` items): the condition's own items are
+  scored exactly (a gather and a dot product), cheaper than over-fetching from the index.
+* strict, other conditions: streaming over-fetch. Fetch n = (k + #exclusions) / s * m
+  candidates (s: the condition's share of the catalog, m: `overfetch`), keep those having
+  the condition; rows still short of k search again with n * `growth`, until n reaches
+  the catalog size, where the index returns everything. So a strict row always ends with
+  min(k, items having the condition minus exclusions) items.
+
+`num_scanned` is the serving cost of a row: the candidates the index returned, in ranking
+order, up to and including the k-th kept one (all returned candidates when fewer than k
+were kept); for the exact path, the condition's items scored. It depends on the model's
+ranking, not on the fetch schedule, so it compares models (e.g. LR+filter vs CR+filter).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions
+
+# Default from benchmarks/bench_servable.py (docs/benchmarks.md): below this many items
+# exact scoring of the condition's items beats over-fetching from ScaNN.
+DEFAULT_EXACT_THRESHOLD = 20_000
+
+
+def _condition_items(conditions: ItemConditions):
+  """Inverts item -> conditions into condition -> items (CSR over condition ids)."""
+  item_of_entry = np.repeat(np.arange(conditions.num_items), conditions.lengths())
+  order = np.lexsort((item_of_entry, conditions.ids))
+  counts = np.bincount(conditions.ids, minlength=conditions.vocabulary_size)
+  row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+  return row_splits, item_of_entry[order].astype(np.int32), counts.astype(np.int32)
+
+
+class ConditionFilter(tf.Module):
+  """Retrieves top-k rows per query with optional strict condition filtering.
+
+  Holds item -> conditions ([I, M], -1 padded), condition -> items (CSR) and the item
+  embeddings (for the exact path) as variables, so the servable needs no side files.
+  """
+
+  def __init__(self, conditions: ItemConditions, embeddings: np.ndarray, max_k: int,
+               overfetch: float = 1.5, growth: float = 4.0,
+               exact_threshold: int = DEFAULT_EXACT_THRESHOLD, name="condition_filter"):
+    super().__init__(name=name)
+    if max_k < 1 or overfetch < 1 or growth <= 1 or exact_threshold < 0:
+      raise ValueError(f"ConditionFilter needs max_k >= 1, overfetch >= 1, growth > 1 and "
+                       f"exact_threshold >= 0; got {max_k}, {overfetch}, {growth}, "
+                       f"{exact_threshold}.")
+    self.max_k = int(max_k)
+    self.num_items = conditions.num_items
+    self.overfetch = float(overfetch)
+    self.growth = float(growth)
+    self.exact_threshold = int(exact_threshold)
+    row_splits, items, counts = _condition_items(conditions)
+    self.exact_width = int(min(self.exact_threshold, counts.max(initial=0)))
+    self.item_conditions = tf.Variable(conditions.padded(), trainable=False,
+                                       name="item_conditions")
+    self.condition_row_splits = tf.Variable(row_splits, trainable=False,
+                                            name="condition_row_splits")
+    self.condition_items = tf.Variable(items, trainable=False, name="condition_items")
+    self.condition_counts = tf.Variable(counts, trainable=False, name="condition_counts")
+    self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False,
+                                  name="item_embeddings")
+
+  def has_condition(self, rows: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
+    """rows: [b, n] item rows (-1 = none); condition: [b] -> [b, n] bool."""
+    item_conditions = tf.gather(self.item_conditions, tf.maximum(rows, 0))
+    match = tf.reduce_any(item_conditions == condition[:, None, None], axis=-1)
+    return match & (rows >= 0)
+
+  @staticmethod
+  def is_excluded(rows: tf.Tensor, excluded_sorted: tf.Tensor) -> tf.Tensor:
+    """rows: [b, n]; excluded_sorted: [b, E] ascending (-1 padding) -> [b, n] bool.
+    Binary search keeps memory at O(b * n) whatever the number of exclusions."""
+    if excluded_sorted.shape[1] == 0:
+      return tf.zeros_like(rows, dtype=tf.bool)
+    position = tf.searchsorted(excluded_sorted, rows)
+    width = tf.shape(excluded_sorted)[1]
+    found = tf.gather(excluded_sorted, tf.minimum(position, width - 1), batch_dims=1)
+    return (found == rows) & (position < width) & (rows >= 0)
+
+  def _top(self, scores, rows, keep):
+    """Best max_k kept candidates per row, in score order -> (rows, scores) [b, max_k]."""
+    scores = tf.where(keep, scores, -np.inf)
+    width = tf.shape(scores)[1]
+    top = tf.math.top_k(scores, k=tf.minimum(self.max_k, width))
+    top_rows = tf.gather(rows, top.indices, batch_dims=1)
+    top_rows = tf.where(top.values > -np.inf, top_rows, -1)
+    pad = [[0, 0], [0, self.max_k - tf.shape(top_rows)[1]]]
+    return (tf.pad(top_rows, pad, constant_values=-1),
+            tf.pad(top.values, pad, constant_values=-np.inf))
+
+  def _stream(self, index, queries, condition, k, strict, excluded, need):
+    """Streaming over-fetch for all rows; returns rows, scores [b, max_k], scanned [b]."""
+    batch = tf.shape(queries)[0]
+    out_rows = tf.fill([batch, self.max_k], -1)
+    out_scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
+    out_scanned = tf.zeros([batch], tf.int32)
+    active = tf.range(batch)
+    n = tf.minimum(tf.reduce_max(need), self.num_items)
+
+    def round_(active, n, out_rows, out_scores, out_scanned):
+      scores, rows = index.search(tf.gather(queries, active), n)
+      row_condition = tf.gather(condition, active)
+      keep = rows >= 0
+      keep &= ~self.is_excluded(rows, tf.gather(excluded, active))
+      keep &= ~tf.gather(strict, active)[:, None] | self.has_condition(rows, row_condition)
+      kept_so_far = tf.cumsum(tf.cast(keep, tf.int32), axis=1)
+      kept = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
+      row_k = tf.gather(k, active)
+      returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
+      enough = kept >= row_k
+      # Position of the k-th kept candidate: the candidates it took to fill the row.
+      to_fill = tf.reduce_sum(tf.cast(kept_so_far < row_k[:, None], tf.int32), axis=1) + 1
+      done = enough | (n >= self.num_items)
+      top_rows, top_scores = self._top(scores, rows, keep)
+      done_at = tf.where(done)[:, 0]
+      targets = tf.gather(active, done_at)[:, None]
+      out_rows = tf.tensor_scatter_nd_update(out_rows, targets,
+                                             tf.gather(top_rows, done_at))
+      out_scores = tf.tensor_scatter_nd_update(out_scores, targets,
+                                               tf.gather(top_scores, done_at))
+      scanned = tf.where(enough, to_fill, returned)
+      out_scanned = tf.tensor_scatter_nd_update(out_scanned, targets,
+                                                tf.gather(scanned, done_at))
+      next_n = tf.minimum(tf.cast(tf.math.ceil(tf.cast(n, tf.float32) * self.growth),
+                                  tf.int32), self.num_items)
+      return (tf.boolean_mask(active, tf.reshape(~done, [-1])), next_n, out_rows, out_scores,
+              out_scanned)
+
+    _, _, out_rows, out_scores, out_scanned = tf.while_loop(
+        lambda active, *_: tf.size(active) > 0, round_,
+        (active, n, out_rows, out_scores, out_scanned),
+        shape_invariants=(tf.TensorShape([None]), tf.TensorShape([]),
+                          tf.TensorShape([None, self.max_k]),
+                          tf.TensorShape([None, self.max_k]), tf.TensorShape([None])))
+    return out_rows, out_scores, out_scanned
+
+  def _exact(self, queries, condition, excluded):
+    """Scores each row's condition items exactly (rare conditions)."""
+    starts = tf.gather(self.condition_row_splits, condition)
+    lengths = tf.gather(self.condition_counts, condition)
+    width = tf.maximum(tf.reduce_max(lengths), 1)
+    offsets = tf.range(width, dtype=tf.int64)
+    in_row = offsets[None, :] < tf.cast(lengths, tf.int64)[:, None]
+    entry = tf.where(in_row, starts[:, None] + offsets[None, :], 0)
+    rows = tf.where(in_row, tf.gather(self.condition_items, entry), -1)
+    vectors = tf.gather(self.embeddings, tf.maximum(rows, 0))
+    scores = tf.einsum("bd,bnd->bn", queries, vectors)
+    keep = in_row & ~self.is_excluded(rows, excluded)
+    top_rows, top_scores = self._top(scores, rows, keep)
+    return top_rows, top_scores, lengths
+
+  def __call__(self, index, queries, condition, k, strict, excluded):
+    """Top-k per row.
+
+    index: a `tfcr.index` index; queries: [B, d]; condition: [B] int32 condition ids;
+    k: [B] int32 in 1..max_k; strict: [B] bool; excluded: [B, E] int32 item rows (-1 =
+    padding). Returns rows [B, max_k] int32 (-1 = padding), scores [B, max_k] float32
+    (-inf = padding) and num_scanned [B] int32; positions >= k are padding.
+    """
+    strict = strict & (condition != NONE_ID)  # "" has nothing to filter by
+    unknown = strict & (condition == OOV_ID)
+    count = tf.gather(self.condition_counts, condition)
+    exact = strict & ~unknown & (count <= self.exact_threshold)
+    excluded = tf.sort(excluded, axis=1)
+    num_excluded = tf.reduce_sum(tf.cast(excluded >= 0, tf.int32), axis=1)
+    share = tf.cast(tf.maximum(count, 1), tf.float32) / self.num_items
+    strict_need = tf.cast(tf.math.ceil(tf.cast(k + num_excluded, tf.float32) / share
+                                       * self.overfetch), tf.int32)
+    need = tf.where(strict, strict_need, k + num_excluded)
+
+    batch = tf.shape(queries)[0]
+    rows = tf.fill([batch, self.max_k], -1)
+    scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
+    scanned = tf.zeros([batch], tf.int32)
+    # Unfiltered and strict rows stream separately so that one strict row's large fetch
+    # does not inflate the unfiltered rows' searches.
+    for group in (~strict, strict & ~exact & ~unknown):
+      rows, scores, scanned = self._merge(
+          group, rows, scores, scanned,
+          lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
+                                  tf.gather(k, at), tf.gather(strict, at),
+                                  tf.gather(excluded, at), tf.gather(need, at)))
+    rows, scores, scanned = self._merge(
+        exact, rows, scores, scanned,
+        lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
+                               tf.gather(excluded, at)))
+    within_k = tf.range(self.max_k)[None, :] < k[:, None]
+    rows = tf.where(within_k, rows, -1)
+    scores = tf.where(within_k & (rows >= 0), scores, -np.inf)
+    return rows, scores, scanned
+
+  def _merge(self, group, rows, scores, scanned, compute):
+    """Runs `compute` on the rows in `group` (if any) and writes them into the outputs."""
+    at = tf.cast(tf.where(group)[:, 0], tf.int32)
+
+    def run():
+      new_rows, new_scores, new_scanned = compute(at)
+      target = at[:, None]
+      return (tf.tensor_scatter_nd_update(rows, target, new_rows),
+              tf.tensor_scatter_nd_update(scores, target, new_scores),
+              tf.tensor_scatter_nd_update(scanned, target, new_scanned))
+
+    return tf.cond(tf.size(at) > 0, run, lambda: (rows, scores, scanned))

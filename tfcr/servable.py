@@ -1,0 +1,171 @@
+"""The servable: one SavedModel from (user id, condition) to the top items.
+
+Signatures (inputs batched on dimension 0):
+
+  serving_default(user_id: string [B], condition: string [B], k: int32 [B],
+                  filter: string [B])
+  serving_exclusions(... the same ..., exclude: string [B, E])
+  -> item_ids string [B, max_k], scores float32 [B, max_k], condition_match bool [B, max_k],
+     num_scanned int32 [B]
+
+Behaviour the tests pin down:
+* unknown user ids use the model's unknown-user embedding (popular-for-everyone results);
+* condition "" means no condition (the NONE token); an unknown condition value uses the
+  OOV embedding with filter "none" and gives an empty row with filter "strict";
+* positions >= k are padded with "" / -inf / false; `condition_match` is false for ""
+  and unknown conditions;
+* bad input (k outside 1..max_k, a filter other than "none"/"strict", inputs of different
+  batch sizes) fails with InvalidArgument naming the input.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD, ConditionFilter
+from tfcr.conditions import NONE_ID, NUM_RESERVED, OOV_ID
+from tfcr.config import ConfigError
+from tfcr.evaluation import embed
+from tfcr.index import make_index
+from tfcr.model_io import load_trained_model
+
+FILTERS = ("none", "strict")
+
+
+def _string_table(keys, values, default):
+  initializer = tf.lookup.KeyValueTensorInitializer(
+      tf.constant(np.asarray(keys).astype(str)), tf.constant(values))
+  return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
+class Servable(tf.Module):
+  """Query tower + ANN index + condition filter, with its id tables, as one tf.Module."""
+
+  def __init__(self, query_tower, conditional: bool, vocabularies, item_embeddings,
+               index: str = "scann", max_k: int = 100,
+               exact_threshold: int = DEFAULT_EXACT_THRESHOLD):
+    super().__init__(name="tfcr_servable")
+    if max_k < 1 or max_k > len(vocabularies.item_ids):
+      raise ConfigError(f"--max_k must be in 1..{len(vocabularies.item_ids)} (the catalog "
+                        f"size), got {max_k}.")
+    self.max_k = int(max_k)
+    self.conditional = conditional
+    self.query_tower = query_tower
+    conditions = vocabularies.conditions
+    self.user_table = _string_table(vocabularies.user_ids,
+                                    np.arange(1, len(vocabularies.user_ids) + 1, dtype=np.int32),
+                                    0)
+    self.condition_table = _string_table(
+        conditions.vocabulary[NUM_RESERVED:],
+        np.arange(NUM_RESERVED, conditions.vocabulary_size, dtype=np.int32), OOV_ID)
+    self.item_table = _string_table(vocabularies.item_ids,
+                                    np.arange(len(vocabularies.item_ids), dtype=np.int32), -1)
+    self.item_ids = tf.Variable(np.asarray(vocabularies.item_ids).astype(str).astype(object),
+                                trainable=False, name="item_ids")
+    self.index = make_index(index, item_embeddings, self.max_k)
+    self.filter = ConditionFilter(conditions, item_embeddings, self.max_k,
+                                  exact_threshold=exact_threshold)
+
+  def _validate(self, user_id, condition, k, filter_, exclude):
+    batch = tf.shape(user_id)[0]
+    checks = [tf.debugging.assert_equal(tf.shape(x)[0], batch, message=(
+        f"{name} has a different batch size (dimension 0) than user_id"))
+              for name, x in (("condition", condition), ("k", k), ("filter", filter_),
+                              ("exclude", exclude))]
+    checks.append(tf.debugging.assert_greater_equal(
+        k, 1, message=f"k must be in 1..{self.max_k} (max_k)"))
+    checks.append(tf.debugging.assert_less_equal(
+        k, self.max_k, message=f"k must be in 1..{self.max_k} (max_k)"))
+    checks.append(tf.debugging.Assert(
+        tf.reduce_all((filter_ == "none") | (filter_ == "strict")),
+        ['filter must be "none" or "strict"'], name="filter_values"))
+    return checks
+
+  def _serve(self, user_id, condition, k, filter_, exclude):
+    with tf.control_dependencies(self._validate(user_id, condition, k, filter_, exclude)):
+      user = self.user_table.lookup(user_id)
+    condition_id = tf.where(condition == "", NONE_ID, self.condition_table.lookup(condition))
+    query_inputs = {"user": user}
+    if self.conditional:
+      query_inputs["condition"] = condition_id
+    queries = self.query_tower(query_inputs)
+    excluded = tf.where(exclude == "", -1, self.item_table.lookup(exclude))
+    rows, scores, scanned = self.filter(self.index, queries, condition_id, k,
+                                        filter_ == "strict", excluded)
+    found = rows >= 0
+    item_ids = tf.where(found, tf.gather(self.item_ids, tf.maximum(rows, 0)), "")
+    real_condition = (condition_id != NONE_ID) & (condition_id != OOV_ID)
+    match = self.filter.has_condition(rows, condition_id) & real_condition[:, None]
+    return {"item_ids": item_ids, "scores": scores, "condition_match": match,
+            "num_scanned": scanned}
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None], tf.string, name="condition"),
+      tf.TensorSpec([None], tf.int32, name="k"),
+      tf.TensorSpec([None], tf.string, name="filter")])
+  def serve(self, user_id, condition, k, filter):  # pylint: disable=redefined-builtin
+    exclude = tf.fill([tf.shape(user_id)[0], 0], "")
+    return self._serve(user_id, condition, k, filter, exclude)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name="user_id"),
+      tf.TensorSpec([None], tf.string, name="condition"),
+      tf.TensorSpec([None], tf.int32, name="k"),
+      tf.TensorSpec([None], tf.string, name="filter"),
+      tf.TensorSpec([None, None], tf.string, name="exclude")])
+  def serve_exclusions(self, user_id, condition, k, filter, exclude):  # pylint: disable=redefined-builtin
+    return self._serve(user_id, condition, k, filter, exclude)
+
+
+def next_version(export_dir: str) -> int:
+  """1 + the highest numeric version folder in export_dir (1 when there is none)."""
+  if not os.path.isdir(export_dir):
+    return 1
+  versions = [int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n)]
+  return max(versions, default=0) + 1
+
+
+def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k: int = 100,
+                    version: Optional[int] = None,
+                    exact_threshold: int = DEFAULT_EXACT_THRESHOLD) -> str:
+  """Exports the model of `model_dir` as EXPORT_DIR/<version>/; returns that path.
+
+  Written to a temporary folder beside it and renamed at the end, so a model server
+  polling export_dir never sees half a version.
+  """
+  if index not in ("scann", "brute_force"):
+    raise ConfigError(f"Unknown --index={index!r}; valid values: scann, brute_force.")
+  export_dir = os.path.abspath(os.path.expanduser(export_dir))
+  version = next_version(export_dir) if version is None else int(version)
+  if version < 1:
+    raise ConfigError(f"--export_version must be a positive integer, got {version}.")
+  target = os.path.join(export_dir, str(version))
+  if os.path.exists(target):
+    raise ConfigError(f"{target} already exists; pick another --export_version or leave it "
+                      f"out to use the next one.")
+  config, model, vocabularies = load_trained_model(model_dir)
+  item_embeddings = embed(lambda x: model.candidate_tower(x["item"]),
+                          {"item": np.arange(len(vocabularies.item_ids), dtype=np.int32)})
+  servable = Servable(model.query_tower, config.model == "cr", vocabularies, item_embeddings,
+                      index=index, max_k=max_k, exact_threshold=exact_threshold)
+  try:
+    os.makedirs(export_dir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"--export_dir={export_dir} is not writable: {e.strerror}.") from None
+  staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+  try:
+    tf.saved_model.save(
+        servable, staging,
+        signatures={"serving_default": servable.serve,
+                    "serving_exclusions": servable.serve_exclusions},
+        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    os.rename(staging, target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return target
