@@ -33,5 +33,6 @@ setuptools.setup(
                                                "serving", "serving.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": ["tfcr-train=trainer.train:run"]},
+    entry_points={"console_scripts": ["tfcr-train=trainer.train:run",
+                                       "tfcr-export=serving.export:run"]},
 )

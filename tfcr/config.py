@@ -33,6 +33,8 @@ class TrainConfig:
   min_rating: Optional[float] = None
   test_per_user: int = 2
   model_dir: str = ""
+  export_dir: str = ""  # when set, a servable is exported there after training
+  export_index: str = "scann"
   synthetic_users: int = 2000
   synthetic_items: int = 5000
   synthetic_conditions: int = 20
@@ -41,7 +43,8 @@ class TrainConfig:
 
   # Fields that may differ when an interrupted run is resumed (they do not change
   # what is being trained, only how long or where it is written/shown).
-  RESUMABLE_FIELDS = ("epochs", "model_dir", "data_dir", "verbose")
+  RESUMABLE_FIELDS = ("epochs", "model_dir", "data_dir", "verbose", "export_dir",
+                      "export_index")
 
   def resolved(self) -> "TrainConfig":
     """Checks every field and fills the data-set-dependent defaults; raises ConfigError."""
@@ -64,12 +67,17 @@ class TrainConfig:
       raise ConfigError(f"--temperature must be > 0, got {self.temperature}.")
     if any(h < 1 for h in self.hidden_units):
       raise ConfigError(f"--hidden_units must be positive integers, got {self.hidden_units}.")
+    if self.export_index not in ("scann", "brute_force"):
+      raise ConfigError(f"Unknown --export_index={self.export_index!r}; valid values: "
+                        f"scann, brute_force.")
     if not self.model_dir:
       raise ConfigError("--model_dir is required: checkpoints, logs and metrics go there.")
     return dataclasses.replace(
         self, hidden_units=tuple(int(h) for h in self.hidden_units),
         condition_feature=self.condition_feature or DEFAULT_CONDITION_FEATURE[family],
         model_dir=os.path.abspath(os.path.expanduser(self.model_dir)),
+        export_dir=(os.path.abspath(os.path.expanduser(self.export_dir))
+                    if self.export_dir else ""),
         data_dir=os.path.abspath(os.path.expanduser(self.data_dir)))
 
   def to_json(self) -> str:

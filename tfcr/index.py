@@ -45,13 +45,20 @@ class ScannIndex(tf.Module):
   before loading)."""
 
   def __init__(self, embeddings: np.ndarray, max_k: int, leaves_to_search_share=0.1,
-               reorder: int = 0, training_threads: int = 0, name: str = "scann_index"):
+               min_points_to_search: int = 5000, reorder: int = 0,
+               training_threads: int = 0, name: str = "scann_index"):
     super().__init__(name=name)
     from scann import scann_ops  # pylint: disable=g-import-not-at-top
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     self.num_items = int(embeddings.shape[0])
     self.num_leaves = scann_leaves(self.num_items)
-    self.base_leaves = max(1, int(math.ceil(self.num_leaves * leaves_to_search_share)))
+    # A share of the leaves, but never fewer than ~min_points_to_search points: scoring a
+    # few thousand hashed points costs microseconds, and small catalogs of trained
+    # embeddings (weakly clustered) need a large share searched for 95% recall@10.
+    per_leaf = self.num_items / self.num_leaves
+    self.base_leaves = min(self.num_leaves, max(
+        1, int(math.ceil(self.num_leaves * leaves_to_search_share)),
+        int(math.ceil(min_points_to_search / per_leaf))))
     # Exact re-ranking of a few hundred AH candidates recovers the true top-k.
     self.reorder = int(reorder or max(250, 4 * max_k))
     builder = scann_ops.builder(embeddings, max_k, "dot_product")

@@ -162,6 +162,11 @@ def train_and_evaluate(config: TrainConfig, data=None) -> Dict[str, float]:
   metrics["num_train_examples"] = num_train
   write_json_atomically(os.path.join(config.model_dir, "metrics.json"), metrics,
                         sort_keys=False)
+  if config.export_dir:
+    from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
+    path = export_servable(config.model_dir, config.export_dir, index=config.export_index)
+    if config.verbose:
+      print(f"Exported {config.export_index} servable to {path}")
   if config.verbose:
     print(evaluation.format_table(
         metrics, f"{config.model.upper()} on {config.dataset} "

@@ -56,6 +56,11 @@ flags.DEFINE_integer("test_per_user", _DEFAULTS.test_per_user,
 flags.DEFINE_string("model_dir", None,
                     "Checkpoints, TensorBoard logs, config.json and metrics.json. Re-running "
                     "with the same dir resumes from its last checkpoint.")
+flags.DEFINE_string("export_dir", None,
+                    "If set, export a servable to EXPORT_DIR/<next version>/ after training "
+                    "(as python -m serving.export does).")
+flags.DEFINE_enum("export_index", _DEFAULTS.export_index, ["scann", "brute_force"],
+                  "Index of the exported servable.")
 flags.DEFINE_integer("synthetic_users", _DEFAULTS.synthetic_users, "Synthetic: users.")
 flags.DEFINE_integer("synthetic_items", _DEFAULTS.synthetic_items, "Synthetic: items.")
 flags.DEFINE_integer("synthetic_conditions", _DEFAULTS.synthetic_conditions,
@@ -83,7 +88,8 @@ def config_from_flags() -> TrainConfig:
       normalize_embeddings=FLAGS.normalize_embeddings, temperature=FLAGS.temperature,
       extra_negatives=FLAGS.extra_negatives, seed=FLAGS.seed,
       min_rating=FLAGS.min_rating, test_per_user=FLAGS.test_per_user,
-      model_dir=FLAGS.model_dir, synthetic_users=FLAGS.synthetic_users,
+      model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir or "",
+      export_index=FLAGS.export_index, synthetic_users=FLAGS.synthetic_users,
       synthetic_items=FLAGS.synthetic_items,
       synthetic_conditions=FLAGS.synthetic_conditions,
       synthetic_interactions=FLAGS.synthetic_interactions, verbose=FLAGS.verbose)

@@ -1,0 +1,57 @@
+r"""Exports a trained model as a servable: `python -m serving.export`.
+
+  python -m serving.export --model_dir=runs/cr --export_dir=exports/cr --index=scann
+
+Writes EXPORT_DIR/<version>/ (TF Serving layout; the next integer unless
+--export_version is given). Flags live here; the work is tfcr.servable.export_servable.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_string("model_dir", None, "A tfcr-train model dir (config, checkpoints).")
+flags.DEFINE_string("export_dir", None, "Where version folders are written.")
+flags.DEFINE_enum("index", "scann", ["scann", "brute_force"],
+                  "scann: approximate, needs ScaNN's ops to load (our model server has "
+                  "them); brute_force: exact, standard TF ops only (stock TF Serving).")
+flags.DEFINE_integer("max_k", 100, "Largest k a request may ask for.")
+flags.DEFINE_integer("export_version", None, "Version folder; default: the next integer.")
+flags.DEFINE_integer("exact_threshold", None,
+                     "Strict filter: conditions with at most this many items are scored "
+                     "exactly instead of by over-fetching (default: the measured crossover).")
+flags.mark_flags_as_required(["model_dir", "export_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD  # pylint: disable=g-import-not-at-top
+  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
+  threshold = FLAGS.exact_threshold
+  try:
+    path = export_servable(FLAGS.model_dir, FLAGS.export_dir, index=FLAGS.index,
+                           max_k=FLAGS.max_k, version=FLAGS.export_version,
+                           exact_threshold=DEFAULT_EXACT_THRESHOLD if threshold is None
+                           else threshold)
+  except ConfigError as e:
+    print(f"export: error: {e}", file=sys.stderr)
+    return 2
+  print(f"Exported {FLAGS.index} servable to {path}")
+  return 0
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
