@@ -147,3 +147,23 @@ def test_missing_movielens_data_is_one_line(tmp_path):
   assert "MovieLens-100k" in last and "ml-100k.inter" in last, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   assert not model_dir.exists()
+
+
+def test_export_binary_and_trainer_export_dir(tmp_path):
+  model_dir, export_dir = tmp_path / "run", tmp_path / "exports"
+  run_trainer(*TINY, "--epochs=1", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+              "--export_index=brute_force")
+  assert (export_dir / "1" / "saved_model.pb").exists()
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  result = subprocess.run([sys.executable, "-m", "serving.export", f"--model_dir={model_dir}",
+                           f"--export_dir={export_dir}", "--index=scann", "--max_k=20"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert f"{export_dir}/2" in result.stdout
+  assert sorted(os.listdir(export_dir)) == ["1", "2"]
+  bad = subprocess.run([sys.executable, "-m", "serving.export", f"--model_dir={tmp_path}",
+                        f"--export_dir={export_dir}"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0
+  assert "holds no trained model" in bad.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in bad.stderr

@@ -150,6 +150,8 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
     raise ConfigError(f"{target} already exists; pick another --export_version or leave it "
                       f"out to use the next one.")
   config, model, vocabularies = load_trained_model(model_dir)
+  # A k beyond the catalog means "everything": cap it rather than refuse small catalogs.
+  max_k = min(max_k, len(vocabularies.item_ids))
   item_embeddings = embed(lambda x: model.candidate_tower(x["item"]),
                           {"item": np.arange(len(vocabularies.item_ids), dtype=np.int32)})
   servable = Servable(model.query_tower, config.model == "cr", vocabularies, item_embeddings,
