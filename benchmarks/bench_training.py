@@ -48,11 +48,12 @@ import tfcr  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is i
 import argparse
 import dataclasses
 import platform
+import random
 import statistics
 import subprocess
 import tempfile
 import time
-from typing import List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -351,10 +352,10 @@ def _presampled_dataset(config, prepared, steps) -> tf.data.Dataset:
   return tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(tf.data.AUTOTUNE)
 
 
-def profile_contenders(config: TrainConfig, prepared: PreparedData, steps: int,
-                       plain_model: tf.keras.Model) -> List[Contender]:
-  """CR variants, each switching off (or replacing) one ingredient, and the plain model
-  on tfcr's batch-level pipeline."""
+def profile_models(config: TrainConfig, prepared: PreparedData,
+                   plain_model: tf.keras.Model) -> List[Tuple[str, tf.keras.Model]]:
+  """The CR model, variants of it that switch off (or rewrite) one ingredient each, and
+  the plain model, all compiled like tfcr does."""
   cr = dataclasses.replace(config, model="cr")
 
   def variant(user_features=True, multi_hot=True, temperature=True, normalize=True,
@@ -381,35 +382,69 @@ def profile_contenders(config: TrainConfig, prepared: PreparedData, steps: int,
     model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate))
     return model
 
-  def on_tfcr_pipeline(name, model):
-    return Contender(name, model, tfcr_dataset(cr, prepared, steps))
-
-  lr = dataclasses.replace(config, model="lr")
   return [
-      Contender("CR presampled", tfcr_model(cr, prepared),
-                _presampled_dataset(cr, prepared, steps)),
-      on_tfcr_pipeline("CR -userfeat", variant(user_features=False)),
-      on_tfcr_pipeline("CR -multihot", variant(multi_hot=False)),
-      on_tfcr_pipeline("CR -logQ", variant(log_q=False)),
-      on_tfcr_pipeline("CR -hits", variant(remove_hits=False)),
-      on_tfcr_pipeline("CR -temp", variant(temperature=False)),
-      on_tfcr_pipeline("CR -norm", variant(normalize=False)),
-      on_tfcr_pipeline("CR -logQ-hits-temp",
-                       variant(log_q=False, remove_hits=False, temperature=False)),
-      on_tfcr_pipeline("CR bare", variant(user_features=False, multi_hot=False,
-                                          log_q=False, remove_hits=False,
-                                          temperature=False, normalize=False)),
-      on_tfcr_pipeline("CR lean loss", variant(lean=True)),
-      on_tfcr_pipeline("CR merged userfeat", variant(merged_features=True)),
-      on_tfcr_pipeline("CR dense multihot", variant(dense_multi_hot=True)),
-      on_tfcr_pipeline("CR merged+dense", variant(merged_features=True,
-                                                  dense_multi_hot=True)),
-      on_tfcr_pipeline("CR folded loss", variant(folded=True)),
-      on_tfcr_pipeline("CR all three", variant(merged_features=True,
-                                               dense_multi_hot=True, folded=True)),
-      Contender("plain tfcr-pipe", plain_model,
-                tfcr_dataset(lr, prepared, steps, conditions=None)),
+      ("CR", tfcr_model(cr, prepared)),
+      ("CR -userfeat", variant(user_features=False)),
+      ("CR -multihot", variant(multi_hot=False)),
+      ("CR -logQ", variant(log_q=False)),
+      ("CR -hits", variant(remove_hits=False)),
+      ("CR -temp", variant(temperature=False)),
+      ("CR -norm", variant(normalize=False)),
+      ("CR -logQ-hits-temp", variant(log_q=False, remove_hits=False, temperature=False)),
+      ("CR bare", variant(user_features=False, multi_hot=False, log_q=False,
+                          remove_hits=False, temperature=False, normalize=False)),
+      ("CR lean loss", variant(lean=True)),
+      ("CR folded loss", variant(folded=True)),
+      ("CR merged userfeat", variant(merged_features=True)),
+      ("CR dense multihot", variant(dense_multi_hot=True)),
+      ("CR all three", variant(merged_features=True, dense_multi_hot=True, folded=True)),
+      ("plain", plain_model),
   ]
+
+
+def time_train_steps(models: List[Tuple[str, tf.keras.Model]], dataset: tf.data.Dataset,
+                     rounds: int, steps: int, seed: int = 0) -> Dict[str, List[float]]:
+  """Seconds per step of each model's compiled train function on the same in-memory
+  batches (no pipeline work, no Keras loop), rounds in shuffled order."""
+  for _, model in models:
+    model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)  # Traces train_function.
+  seconds = {name: [] for name, _ in models}
+  rng = random.Random(seed)
+  for _ in range(rounds):
+    for name, model in rng.sample(models, len(models)):
+      step, iterator = model.make_train_function(), iter(dataset)
+      step(iterator)
+      start = time.perf_counter()
+      for _ in range(steps):
+        logs = step(iterator)
+      float(logs["loss"])  # Waits for the last step.
+      seconds[name].append((time.perf_counter() - start) / steps)
+  return seconds
+
+
+def format_step_table(seconds: Dict[str, List[float]], reference: str = "CR",
+                      baseline: str = "plain") -> str:
+  """Median ms/step, and speed relative to `reference` and `baseline` (medians of the
+  per-round ratios, with their interquartile range for the reference)."""
+  def paired(name, other):
+    ratios = sorted(o / m for m, o in zip(seconds[name], seconds[other]))
+    n = len(ratios)
+    return ratios[n // 2], ratios[n // 4], ratios[(3 * n) // 4]
+
+  rows = [("variant", "ms/step", f"speed x {reference}", "IQR", f"speed x {baseline}")]
+  for name in seconds:
+    ratio, low, high = paired(name, reference)
+    rows.append((name, f"{1000 * statistics.median(seconds[name]):.2f}", f"{ratio:.2f}",
+                 f"{low:.2f}..{high:.2f}", f"{paired(name, baseline)[0]:.2f}"))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = []
+  for i, row in enumerate(rows):
+    cells = [row[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(row[1:], widths[1:])]
+    lines.append("| " + " | ".join(cells) + " |")
+    if i == 0:
+      lines.append("|" + "|".join("-" * (w + 1) + (":" if j else "-")
+                                  for j, w in enumerate(widths)) + "|")
+  return "\n".join(lines)
 
 
 def check_rewritten_losses(config: TrainConfig, prepared: PreparedData):
@@ -428,8 +463,8 @@ def check_rewritten_losses(config: TrainConfig, prepared: PreparedData):
   return abs(lean - reference) / abs(reference), abs(folded - reference) / abs(reference)
 
 
-_VARIANT_NOTES = """  CR presampled      CR model on tfcr's batches materialized in memory (no pipeline work)
-  CR -userfeat       no user-feature gather/embeddings in the query tower
+_VARIANT_NOTES = """\
+  CR -userfeat       no user-feature lookup/embeddings in the query tower
   CR -multihot       no item -> conditions multi-hot in the candidate tower
   CR -logQ           no sampling-probability correction
   CR -hits           no accidental-hit removal
@@ -437,13 +472,48 @@ _VARIANT_NOTES = """  CR presampled      CR model on tfcr's batches materialized
   CR -norm           no L2 normalization of the tower outputs
   CR -logQ-hits-temp -logQ, -hits and -temp together
   CR bare            all of the above off: id embeddings + condition embedding + MLPs
-  CR lean loss       the same loss as CR, computed by lean_retrieval_loss (this file)
-  CR merged userfeat the user features in one embedding table with offsets (same model)
-  CR dense multihot  the item multi-hot as multi_hot[item] @ matrix (same model)
-  CR merged+dense    both of the above
-  CR folded loss     the same loss, temperature and logQ folded into the embeddings
+  CR lean loss       same loss, lean_retrieval_loss (no label matrix, one tf.where)
+  CR folded loss     same loss, temperature and logQ folded into the embeddings
+  CR merged userfeat same model, the user features in one table with offsets
+  CR dense multihot  same model, multi-hot as multi_hot[item] @ matrix
   CR all three       merged userfeat + dense multihot + folded loss
-  plain tfcr-pipe    the plain model fed by tfcr's batch-level pipeline (LR: no conditions)"""
+  plain              the plain TFRS model (ignores the extra features)"""
+
+
+def profile(args, config: TrainConfig, prepared: PreparedData, plain: Contender,
+            cr: Contender) -> None:
+  steps, batch_size = args.steps_per_round, config.batch_size
+  lr = dataclasses.replace(config, model="lr")
+  print("\nProfile 1: input pipelines alone (examples/s of iterating the batches, "
+        "no training):")
+  pipelines = {"plain (tutorial shuffle/batch)": plain.dataset,
+               "tfcr LR (no conditions)": tfcr_dataset(lr, prepared, steps),
+               "tfcr CR (with condition sampling)": cr.dataset}
+  for name, dataset in pipelines.items():
+    print(f"  {name:36s} {pipeline_throughput(dataset, steps, batch_size):>12,.0f}")
+
+  print("\nProfile 2: pipelines swapped, in the real fit path (plain model on tfcr's "
+        "batch pipeline; CR on its batches materialized in memory):")
+  swapped = [plain, Contender("plain tfcr-pipe", plain.model,
+                              tfcr_dataset(lr, prepared, steps, conditions=None)),
+             cr, Contender("CR presampled", cr.model,
+                           _presampled_dataset(config, prepared, steps))]
+  for c in swapped:
+    c.clear()
+  measure(swapped, args.rounds, steps, batch_size, args.warmup_steps)
+  print(format_table(swapped, "plain"))
+
+  lean, folded = check_rewritten_losses(config, prepared)
+  print(f"\nProfile 3: model variants. Rewritten losses vs tfcr's loss on one batch: "
+        f"relative difference {lean:.1e} (lean), {folded:.1e} (folded).")
+  print(_VARIANT_NOTES)
+  rounds = max(args.rounds, 15)
+  print(f"Timing each variant's train step on the same in-memory CR batches, {rounds} "
+        f"rounds x {steps} steps, shuffled order:")
+  tf.get_logger().setLevel("ERROR")  # The plain model retraces once for the CR batches.
+  seconds = time_train_steps(profile_models(config, prepared, plain.model),
+                             _presampled_dataset(config, prepared, steps), rounds, steps)
+  print(format_step_table(seconds))
 
 
 # ------------------------------------------------------------------------------ main --
@@ -552,26 +622,7 @@ def main(argv=None) -> int:
         f"{'met' if steady_ratio >= 0.9 else 'NOT met'}.")
 
   if args.profile:
-    print("\nProfile: input pipelines alone (examples/s of iterating the batches, "
-          "no training):")
-    pipelines = {"plain (tutorial shuffle/batch)": plain.dataset,
-                 "tfcr LR (no conditions)": lr.dataset,
-                 "tfcr CR (with condition sampling)": cr.dataset}
-    for name, dataset in pipelines.items():
-      rate = pipeline_throughput(dataset, args.steps_per_round, config.batch_size)
-      print(f"  {name:36s} {rate:>12,.0f}")
-    lean, folded = check_rewritten_losses(config, prepared)
-    print(f"\nRewritten losses vs tfcr's loss on one batch: relative difference "
-          f"{lean:.1e} (lean), {folded:.1e} (folded)")
-    variants = [plain, cr] + profile_contenders(config, prepared, args.steps_per_round,
-                                                plain_model)
-    plain.clear(), cr.clear()
-    print("\nProfile: CR variants, each switching off or replacing one ingredient:")
-    print(_VARIANT_NOTES)
-    measure(variants, args.rounds, args.steps_per_round, config.batch_size,
-            args.warmup_steps)
-    print()
-    print(format_table(variants, "plain"))
+    profile(args, config, prepared, plain, cr)
   return 0
 
 

@@ -228,7 +228,7 @@ def test_atomic_file_columns_found_by_header_name(tmp_path):
   rows = list(read_atomic_file(str(path), required=("user_id", "age")))
   assert rows == [{"zip_code": "85711", "extra": "0.5", "user_id": "1", "age": "24"},
                   {"zip_code": "94043", "extra": "1.5", "user_id": "2", "age": ""}]
-  with pytest.raises(ValueError, match="gender"):
+  with pytest.raises(DataUnavailableError, match="gender"):
     list(read_atomic_file(str(path), required=("gender",)))
 
 
