@@ -237,3 +237,14 @@ def test_scann_top10_overlap_on_10k_items(tmp_path):
   truth = run_requests(exact, request, tmp_path)[0]["item_ids"]
   overlap = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approximate, truth)])
   assert overlap >= 0.95, overlap
+
+
+def test_wrong_dtype_or_rank_is_rejected(exports):
+  signature = tf.saved_model.load(exports["exact"]).signatures["serving_default"]
+  good = {"user_id": tf.constant(["u001"]), "condition": tf.constant(["c01"]),
+          "k": tf.constant([3]), "filter": tf.constant(["none"])}
+  assert signature(**good)["item_ids"].shape == (1, MAX_K)
+  for bad in ({"k": tf.constant([3.0])}, {"k": tf.constant([3], tf.int64)},
+              {"user_id": tf.constant([["u001"]])}, {"filter": tf.constant("none")}):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError)):
+      signature(**{**good, **bad})
