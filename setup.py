@@ -14,10 +14,13 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     "numpy>=1.26",
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "grpcio>=1.60",
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8"],
+    "test": ["pytest>=8", "httpx>=0.27"],
 }
 
 setuptools.setup(
@@ -34,5 +37,6 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["tfcr-train=trainer.train:run",
-                                       "tfcr-export=serving.export:run"]},
+                                       "tfcr-export=serving.export:run",
+                                       "tfcr-serve=serving.server:run"]},
 )

@@ -2,43 +2,43 @@
 
     .venv/bin/python benchmarks/bench_servable.py                      # 100k and 1M items
     .venv/bin/python benchmarks/bench_servable.py --sizes=100000 --queries=300
-    .venv/bin/python benchmarks/bench_servable.py --profile            # + ScaNN variants
+    .venv/bin/python benchmarks/bench_servable.py --profile            # + where time goes
 
-For each catalog size a synthetic catalog with d = 64:
+For each catalog size, a synthetic catalog with d = 64:
 
 * item embeddings shaped like a trained tower's: a mixture of --clusters gaussian clusters
-  (cluster sizes log-normal, i.e. some "genres" much bigger than others), each item its
-  cluster centre plus isotropic noise (--spread: noise norm / centre norm), L2-normalised
-  like tfcr's towers (normalize_embeddings). iid gaussian vectors would be unrealistically
-  hard for an ANN (no structure for the tree or the quantiser to use);
+  (log-normal cluster sizes: some "genres" much bigger than others), each item its
+  cluster's centre plus isotropic noise (--spread = noise norm / centre norm), then
+  L2-normalised like tfcr's towers. iid gaussian vectors would be unrealistically hard
+  for an ANN (no structure for the tree or the quantiser to use);
 * conditions of exact selectivities: "s50" on a random 50% of the items, "s10" on 10%,
   "s1" on 1%, "s01" on 0.1% (independent draws, so an item can have several); "x02",
-  "x05", "x2", "x5", "x20" on disjoint random sets of 0.2%, 0.5%, 2%, 5% and 20% of the
-  items (condition sizes between those, for the exact-vs-streaming crossover); and one
-  filler condition "g00".."g99" per item following its cluster (a genre), so every item
-  has >= 1 condition. `ItemConditions.from_multi_valued` and `Vocabularies` are built from
-  them by hand, users are "u0".."u999";
-* a real `QueryTower` (num_conditions = the condition vocabulary, embedding_dim 64,
+  "x05", "x075", "x15", "x2", "x5", "x20" on disjoint random sets of 0.2%, 0.5%, 0.75%,
+  1.5%, 2%, 5% and 20% of the items (more condition sizes for the exact_threshold
+  crossover); and one filler condition "g00".."g99" per item following its cluster (a
+  genre), so every item has >= 1 condition. `ItemConditions.from_multi_valued` and
+  `Vocabularies` are built from these by hand; users are "u0".."u999";
+* a real `QueryTower` (num_conditions = the condition vocabulary size, embedding_dim 64,
   normalize=True), randomly initialised;
 * `Servable(query_tower, True, vocabularies, item_embeddings, index=..., max_k=100)`
-  saved exactly as `tfcr.servable.export_servable` does (both signatures,
-  namespace_whitelist=["Scann"]); the export is timed (Servable construction, which builds
-  the index, then tf.saved_model.save) and the folder's size reported.
+  saved exactly as `tfcr.servable.export_servable` saves it (both signatures,
+  namespace_whitelist=["Scann"]). The export is timed (Servable construction, which
+  builds the index, then tf.saved_model.save) and the folder's size reported.
 
 Each SavedModel is loaded back (after `from scann import scann_ops`) and its
-`serving_default` signature called with string inputs, as a client would. The machine is
-shared, so contenders are always measured in the same loop, call by call, alternating
-their order each iteration, after a warm-up; ratios are taken within one run. Latency is
-the wall time of the signature call (outputs are materialised with .numpy()).
+`serving_default` signature called with string inputs, as a client would; latency is the
+wall time of the call, outputs materialised with .numpy(). The machine is shared, so
+contenders are always measured in one loop, alternating call by call (their order
+reversed every round) after a warm-up, and ratios are taken within that loop. Process
+CPU time per call is recorded too (less disturbed by other processes).
 
-* latency: ScaNN vs brute-force servable, B=1 and B=32, k=10, filter "none", condition "".
-* recall@10: ScaNN servable item_ids vs the brute-force servable's (exact), filter "none",
-  --recall_queries users; and with filter "strict" per selectivity.
-* strict filter: ScaNN servable, condition s50/s10/s1/s01, k=10, B=1, next to the
-  unfiltered call in the same loop; median num_scanned.
-* exact_threshold crossover (largest size only): the ScaNN servable also built with
-  exact_threshold=0 (always stream) and with a huge threshold (always exact scoring of the
-  condition's items); strict queries for every condition size, both servables interleaved.
+Per size: export (time, size, load, first calls, memory); latency ScaNN vs brute force
+(B=1 and B=32, k=10, filter "none", condition ""); recall@10 of the ScaNN servable vs the
+brute-force one (exact); strict-filter latency for s50/s10/s1/s01 next to the unfiltered
+call; the exact_threshold crossover (the ScaNN servable also exported with
+exact_threshold=0, always streaming, and with a huge threshold, always exact, timed side by
+side on every condition size); with --profile, where an unfiltered call's time goes and
+what ScaNN settings cost and give.
 """
 
 import os
@@ -63,10 +63,10 @@ from typing import Callable, Dict, List, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from scann import scann_ops  # noqa: E402,F401  (registers the ops a ScaNN SavedModel needs)
+from scann import scann_ops  # noqa: E402  (registers the ops a ScaNN SavedModel needs)
 
 from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD  # noqa: E402
-from tfcr.conditions import ItemConditions  # noqa: E402
+from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
 from tfcr.data.schema import MultiValued  # noqa: E402
 from tfcr.model.towers import QueryTower  # noqa: E402
 from tfcr.model_io import Vocabularies  # noqa: E402
@@ -78,14 +78,21 @@ MAX_K = 100
 K = 10
 # Strict-filter conditions of exact selectivities (independent random item sets).
 SELECTIVE = {"s50": 0.5, "s10": 0.1, "s1": 0.01, "s01": 0.001}
-# Extra sizes for the crossover, on disjoint item sets (so an item has at most one).
-LADDER = {"x02": 0.002, "x05": 0.005, "x2": 0.02, "x5": 0.05, "x20": 0.2}
+# More sizes for the crossover, on disjoint item sets (an item has at most one of them).
+LADDER = {"x02": 0.002, "x05": 0.005, "x075": 0.0075, "x15": 0.015, "x2": 0.02,
+          "x5": 0.05, "x20": 0.2}
 NUM_FILLERS = 100
 HUGE_THRESHOLD = 2 ** 31 - 1
+BLOCK = 20  # calls in a row per contender in the "blocks" latency mode
 
 
 def log(*args):
   print(f"[{time.strftime('%H:%M:%S')}]", *args, flush=True)
+
+
+def rss_mb() -> float:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 # --------------------------------------------------------------------- the catalog --
@@ -136,7 +143,6 @@ class Catalog:
         item_ids=np.array([f"item{i}" for i in range(num_items)], dtype=object),
         user_feature_vocab_sizes=np.zeros([0], np.int64),
         conditions=self.conditions)
-    # Check the sizes really are what the tables say.
     counts = np.bincount(self.conditions.ids, minlength=self.conditions.vocabulary_size)
     position = {v: i for i, v in enumerate(self.conditions.vocabulary)}
     for name, size in self.sizes.items():
@@ -150,6 +156,25 @@ def query_tower(catalog: Catalog, seed: int) -> QueryTower:
                      normalize=True)
   tower({"user": tf.zeros([1], tf.int32), "condition": tf.ones([1], tf.int32)})  # build
   return tower
+
+
+def tower_queries(tower) -> np.ndarray:
+  """The query vectors of users u0..u999 without a condition, [NUM_USERS, DIM]."""
+  return tower({"user": tf.range(1, NUM_USERS + 1),
+                "condition": tf.fill([NUM_USERS], NONE_ID)}).numpy()
+
+
+def exact_top(embeddings: np.ndarray, queries: np.ndarray, k: int = K):
+  """Exact top-k (rows, scores best first) by dot product, in chunks of 50 queries."""
+  rows, scores = [], []
+  for start in range(0, len(queries), 50):
+    s = queries[start:start + 50] @ embeddings.T
+    top = np.argpartition(-s, k, axis=1)[:, :k]
+    top_scores = np.take_along_axis(s, top, axis=1)
+    order = np.argsort(-top_scores, axis=1)
+    rows.append(np.take_along_axis(top, order, axis=1))
+    scores.append(np.take_along_axis(top_scores, order, axis=1))
+  return np.concatenate(rows), np.concatenate(scores)
 
 
 # ------------------------------------------------------------------- export / load --
@@ -192,6 +217,28 @@ class Loaded:
     return {name: value.numpy() for name, value in out.items()}
 
 
+class SessionLoaded:
+  """The same SavedModel in a TF1 Session, called through a callable: the path TF Serving
+  takes (C++ Session::Run on the signature's tensors)."""
+
+  NAMES = ("user_id", "condition", "k", "filter")
+
+  def __init__(self, path: str):
+    graph = tf.Graph()
+    with graph.as_default():
+      self.session = tf.compat.v1.Session(graph=graph)
+      meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], path)
+    signature = meta.signature_def["serving_default"]
+    self.outputs = sorted(signature.outputs)
+    self.call = self.session.make_callable(
+        [signature.outputs[n].name for n in self.outputs],
+        feed_list=[signature.inputs[n].name for n in self.NAMES])
+
+  def __call__(self, inputs):
+    values = self.call(*[inputs[n].numpy() for n in self.NAMES])
+    return dict(zip(self.outputs, values))
+
+
 def requests(users: Sequence[str], condition: str, filter_: str, k: int = K):
   b = len(users)
   return {"user_id": tf.constant(list(users)), "condition": tf.constant([condition] * b),
@@ -201,26 +248,32 @@ def requests(users: Sequence[str], condition: str, filter_: str, k: int = K):
 # ----------------------------------------------------------------------- measuring --
 
 def interleaved(contenders: Dict[str, Callable[[int], dict]], iterations: int,
-                warmup: int) -> Dict[str, dict]:
-  """Calls every contender once per iteration (order alternating), times each call.
+                warmup: int, block: int = 1) -> Dict[str, dict]:
+  """Calls every contender `block` times per round (contender order reversed every
+  round) until each made `iterations` timed calls; times each call.
 
   contenders: name -> fn(i) that makes the i-th call and returns its outputs.
-  Returns name -> {"ms": [iterations] float, "scanned": [iterations] int}.
+  Returns name -> {"ms": [iterations] wall ms, "cpu_ms": [iterations] process CPU ms (all
+  threads), "scanned": [iterations] median num_scanned of the call}.
   """
   names = list(contenders)
   for i in range(warmup):
     for name in names:
       contenders[name](i)
-  result = {name: {"ms": [], "scanned": []} for name in names}
-  for i in range(iterations):
-    for name in (names if i % 2 == 0 else names[::-1]):
-      start = time.perf_counter()
-      out = contenders[name](i)
-      result[name]["ms"].append((time.perf_counter() - start) * 1e3)
-      result[name]["scanned"].append(int(np.median(out["num_scanned"])))
+  result = {name: {"ms": [], "cpu_ms": [], "scanned": []} for name in names}
+  i = 0
+  for round_ in range(int(math.ceil(iterations / block))):
+    for name in (names if round_ % 2 == 0 else names[::-1]):
+      for j in range(i, min(i + block, iterations)):
+        start, cpu = time.perf_counter(), time.process_time()
+        out = contenders[name](j)
+        result[name]["ms"].append((time.perf_counter() - start) * 1e3)
+        result[name]["cpu_ms"].append((time.process_time() - cpu) * 1e3)
+        result[name]["scanned"].append(int(np.median(out.get("num_scanned", 0))))
+    i += block
   for r in result.values():
-    r["ms"] = np.array(r["ms"])
-    r["scanned"] = np.array(r["scanned"])
+    for key in r:
+      r[key] = np.array(r[key])
   return result
 
 
@@ -238,13 +291,16 @@ def table(header: List[str], rows: List[List[str]]) -> str:
   return "\n".join(lines)
 
 
-def single_calls(servable: Loaded, users: List[str], condition: str, filter_: str,
-                 batch: int = 1, k: int = K, count: int = 256) -> Callable[[int], dict]:
-  """fn(i) calling `servable` with the i-th of `count` prebuilt requests of `batch` users."""
-  rng = np.random.default_rng(len(users) + batch)
-  made = [requests(list(rng.choice(users, batch)), condition, filter_, k)
+def prebuilt(users: List[str], condition: str, filter_: str, batch: int = 1,
+             count: int = 256) -> List[dict]:
+  """`count` requests of `batch` random users each (fixed seed)."""
+  rng = np.random.default_rng(len(users) * 7 + batch)
+  return [requests(list(rng.choice(users, batch)), condition, filter_)
           for _ in range(count)]
-  return lambda i: servable(made[i % count])
+
+
+def calls(servable, made: List[dict]) -> Callable[[int], dict]:
+  return lambda i: servable(made[i % len(made)])
 
 
 def recall(approx: Loaded, exact: Loaded, users: List[str], condition: str,
@@ -262,91 +318,116 @@ def recall(approx: Loaded, exact: Loaded, users: List[str], condition: str,
 
 # ---------------------------------------------------------------------- benchmarks --
 
-def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: dict,
-               crossover: bool):
+def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: dict):
   log(f"=== {num_items:,} items: catalog")
   catalog = Catalog(num_items, args.clusters, args.spread, args.seed)
   tower = query_tower(catalog, args.seed)
   users = [f"u{i}" for i in range(NUM_USERS)]
   label = f"{num_items // 1000}k" if num_items < 10 ** 6 else f"{num_items // 10 ** 6}M"
+  paths = {index: os.path.join(out_dir, f"{label}-{index}")
+           for index in ("scann", "brute_force")}
 
-  exports = {}
+  exports, loaded, cold = {}, {}, {}
   for index in ("scann", "brute_force"):
     log(f"export {index}")
-    exports[index] = export(catalog, tower, index, os.path.join(out_dir, f"{label}-{index}"))
+    exports[index] = export(catalog, tower, index, paths[index])
     log(f"  {exports[index]}")
-  loaded = {index: Loaded(os.path.join(out_dir, f"{label}-{index}"))
-            for index in ("scann", "brute_force")}
+  for index in ("scann", "brute_force"):
+    # Load, then the first unfiltered and the first streaming strict call: each path's
+    # first call builds what its graph needs (e.g. a ScaNN searcher from the saved state).
+    before = rss_mb()
+    loaded[index] = Loaded(paths[index])
+    after_load = rss_mb()
+    start = time.perf_counter()
+    loaded[index](requests(["u1"], "", "none"))
+    first = (time.perf_counter() - start) * 1e3
+    after_first = rss_mb()
+    start = time.perf_counter()
+    loaded[index](requests(["u1"], "s50", "strict"))
+    first_strict = (time.perf_counter() - start) * 1e3
+    cold[index] = (loaded[index].load_s, first, first_strict, after_load - before,
+                   after_first - after_load, rss_mb() - after_first)
   scann, brute = loaded["scann"], loaded["brute_force"]
 
-  report.append(f"\n#### {label} items: export\n")
+  report.append(f"\n#### {label} items: export and cold start\n")
   report.append(table(
-      ["index", "Servable() (index build) s", "saved_model.save s", "export total s",
-       "SavedModel MB", "load s"],
+      ["index", "Servable() s (index build)", "saved_model.save s", "export total s",
+       "SavedModel MB", "load s", "1st call ms (none)", "1st call ms (strict s50)",
+       "RSS MB: load / +1st none / +1st strict"],
       [[index, f"{e['build_s']:.1f}", f"{e['save_s']:.1f}", f"{e['total_s']:.1f}",
-        f"{e['size_mb']:.0f}", f"{loaded[index].load_s:.1f}"]
+        f"{e['size_mb']:.0f}", f"{cold[index][0]:.1f}", f"{cold[index][1]:.0f}",
+        f"{cold[index][2]:.0f}",
+        f"{cold[index][3]:.0f} / +{cold[index][4]:.0f} / +{cold[index][5]:.0f}"]
        for index, e in exports.items()]))
+  summary[(label, "export")] = exports
 
-  # Latency, unfiltered, ScaNN vs brute force, interleaved.
+  # Latency, unfiltered, ScaNN vs brute force.
   rows = []
-  for batch, iterations in ((1, args.queries), (32, max(20, args.queries // 8))):
-    log(f"latency B={batch}: {iterations} interleaved calls each")
-    r = interleaved({"scann": single_calls(scann, users, "", "none", batch),
-                     "brute_force": single_calls(brute, users, "", "none", batch)},
-                    iterations, warmup=20)
-    s50, b50 = p(r["scann"]["ms"], 50), p(r["brute_force"]["ms"], 50)
-    ratios = r["brute_force"]["ms"] / r["scann"]["ms"]
-    rows.append([batch, ms(s50), ms(p(r["scann"]["ms"], 99)), ms(b50),
-                 ms(p(r["brute_force"]["ms"], 99)), f"{b50 / s50:.1f}x",
-                 f"{p(ratios, 50):.1f}x", f"{1e3 * batch / s50:,.0f}"])
-    summary[(label, "latency", batch)] = (s50, b50)
-  report.append(f"\n#### {label} items: latency, filter \"none\", k={K} "
-                f"({args.queries} B=1 calls, {max(20, args.queries // 8)} B=32 calls)\n")
-  report.append(table(["B", "ScaNN p50 ms", "ScaNN p99 ms", "brute p50 ms", "brute p99 ms",
-                       "speed-up (p50 ratio)", "median per-call ratio",
-                       "ScaNN queries/s at p50"], rows))
+  for batch, iterations in ((1, args.queries), (32, max(BLOCK, args.queries // 8))):
+    made = prebuilt(users, "", "none", batch)
+    for mode, block in (("call by call", 1), (f"blocks of {BLOCK}", BLOCK)):
+      log(f"latency B={batch} {mode}: {iterations} calls each")
+      r = interleaved({"scann": calls(scann, made), "brute_force": calls(brute, made)},
+                      iterations, warmup=10, block=block)
+      s, b = r["scann"]["ms"], r["brute_force"]["ms"]
+      rows.append([batch, mode, ms(p(s, 50)), ms(p(s, 99)), ms(p(r["scann"]["cpu_ms"], 50)),
+                   ms(p(b, 50)), ms(p(b, 99)), ms(p(r["brute_force"]["cpu_ms"], 50)),
+                   f"**{p(b, 50) / p(s, 50):.1f}x**",
+                   f"{p(r['brute_force']['cpu_ms'], 50) / p(r['scann']['cpu_ms'], 50):.1f}x"])
+      summary[(label, "latency", batch, block)] = (p(s, 50), p(b, 50))
+  report.append(f"\n#### {label} items: latency, filter \"none\", condition \"\", k={K} "
+                f"({args.queries} B=1 and {max(BLOCK, args.queries // 8)} B=32 calls per "
+                f"contender and mode)\n")
+  report.append(table(["B", "interleaving", "ScaNN p50 ms", "ScaNN p99 ms",
+                       "ScaNN CPU ms p50", "brute p50 ms", "brute p99 ms",
+                       "brute CPU ms p50", "speed-up (p50)", "speed-up (CPU p50)"], rows))
 
   # Recall@10 of the ScaNN servable against the exact (brute-force) one.
   log("recall")
-  recall_users = users[:args.recall_queries] if args.recall_queries <= NUM_USERS else users
+  recall_users = users[:min(args.recall_queries, NUM_USERS)]
   rec = {"none": recall(scann, brute, recall_users, "", "none")}
   for name in SELECTIVE:
     rec[name] = recall(scann, brute, recall_users, name, "strict")
+  _, scores = exact_top(catalog.embeddings, tower_queries(tower)[:len(recall_users)])
   summary[(label, "recall")] = rec["none"]
   report.append(f"\n#### {label} items: recall@{K} of the ScaNN servable vs the brute-force "
                 f"servable (exact), {len(recall_users)} users\n")
-  report.append(table(["filter none"] + [f"strict {n} ({catalog.sizes[n]:,} items)"
+  report.append(table(["filter none"] + [f"strict {n} ({catalog.sizes[n]:,} items, "
+                                          f"{'exact' if catalog.sizes[n] <= DEFAULT_EXACT_THRESHOLD else 'stream'})"
                                           for n in SELECTIVE],
-                      [[f"{rec['none']:.3f}"] + [f"{rec[n]:.3f}" for n in SELECTIVE]]))
+                      [[f"**{rec['none']:.3f}**"] + [f"{rec[n]:.3f}" for n in SELECTIVE]]))
+  report.append(f"\nThe random-init tower's queries: median exact top-1 / top-10 score "
+                f"{np.median(scores[:, 0]):.2f} / {np.median(scores[:, K - 1]):.2f}.")
 
   # Strict filter on the ScaNN servable, next to the unfiltered call.
   log("strict filter latency")
-  contenders = {"none": single_calls(scann, users, "", "none")}
+  contenders = {"none": calls(scann, prebuilt(users, "", "none"))}
   for name in SELECTIVE:
-    contenders[name] = single_calls(scann, users, name, "strict")
-  r = interleaved(contenders, args.queries, warmup=20)
+    contenders[name] = calls(scann, prebuilt(users, name, "strict"))
+  r = interleaved(contenders, args.queries, warmup=10)
   base = p(r["none"]["ms"], 50)
-  rows = [["unfiltered", "-", "-", ms(base), ms(p(r["none"]["ms"], 99)), "1.0x",
-           int(np.median(r["none"]["scanned"]))]]
+  rows = [["unfiltered", "-", "-", ms(base), ms(p(r["none"]["ms"], 99)),
+           ms(p(r["none"]["cpu_ms"], 50)), "1.00x", int(np.median(r["none"]["scanned"]))]]
   for name, share in SELECTIVE.items():
     size = catalog.sizes[name]
     path = "exact" if size <= DEFAULT_EXACT_THRESHOLD else "stream"
     p50 = p(r[name]["ms"], 50)
     rows.append([f"strict {name}", f"{share:.1%}", f"{size:,} ({path})", ms(p50),
-                 ms(p(r[name]["ms"], 99)), f"{p50 / base:.2f}x",
-                 int(np.median(r[name]["scanned"]))])
+                 ms(p(r[name]["ms"], 99)), ms(p(r[name]["cpu_ms"], 50)),
+                 f"**{p50 / base:.2f}x**", int(np.median(r[name]["scanned"]))])
     summary[(label, "strict", name)] = (p50, base)
   report.append(f"\n#### {label} items: strict filter, ScaNN servable, B=1, k={K}, "
-                f"exact_threshold={DEFAULT_EXACT_THRESHOLD} ({args.queries} calls each)\n")
+                f"exact_threshold={DEFAULT_EXACT_THRESHOLD} ({args.queries} calls each, "
+                f"all in one loop)\n")
   report.append(table(["query", "selectivity", "condition items (path)", "p50 ms", "p99 ms",
-                       "p50 / unfiltered p50", "num_scanned median"], rows))
+                       "CPU ms p50", "p50 / unfiltered p50", "num_scanned median"], rows))
 
   del loaded, scann, brute
   gc.collect()
-  if crossover:
+  if not args.no_crossover:
     bench_crossover(catalog, tower, label, args, out_dir, report, summary, users)
   if args.profile:
-    profile(catalog, tower, label, args, out_dir, report, users)
+    profile(catalog, tower, label, args, out_dir, report, summary)
 
 
 def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users):
@@ -356,41 +437,250 @@ def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users
   export(catalog, tower, "scann", paths["stream"], exact_threshold=0)
   export(catalog, tower, "scann", paths["exact"], exact_threshold=HUGE_THRESHOLD)
   servables = {name: Loaded(path) for name, path in paths.items()}
-  names = sorted(catalog.sizes, key=catalog.sizes.get)
   rows = []
   crossing = None
-  for name in names:
+  for name in sorted(catalog.sizes, key=catalog.sizes.get):
     size = catalog.sizes[name]
-    # Exact scoring of half the catalog takes ~100 ms: fewer calls for the big ones.
+    # Exact scoring of half the catalog takes tens of ms: fewer calls for the big ones.
     iterations = max(20, min(args.queries, int(args.queries * 20_000 / size)))
     log(f"  {name} ({size:,} items): {iterations} calls each")
-    r = interleaved({kind: single_calls(s, users, name, "strict")
-                     for kind, s in servables.items()}, iterations, warmup=5)
+    made = prebuilt(users, name, "strict")
+    r = interleaved({kind: calls(s, made) for kind, s in servables.items()}, iterations,
+                    warmup=5)
     stream, exact = p(r["stream"]["ms"], 50), p(r["exact"]["ms"], 50)
+    stream_cpu, exact_cpu = p(r["stream"]["cpu_ms"], 50), p(r["exact"]["cpu_ms"], 50)
     faster = "exact" if exact < stream else "stream"
     if faster == "stream" and crossing is None:
       crossing = size
     rows.append([name, f"{size:,}", f"{size / catalog.num_items:.2%}", ms(stream),
-                 int(np.median(r["stream"]["scanned"])), ms(exact), f"{stream / exact:.2f}",
-                 faster])
+                 ms(exact), f"{stream / exact:.2f}", f"{stream_cpu / exact_cpu:.2f}",
+                 int(np.median(r["stream"]["scanned"])), f"**{faster}**"])
     summary[(label, "crossover", name)] = (size, stream, exact)
   summary[(label, "crossing")] = crossing
-  report.append(f"\n#### {label} items: exact_threshold crossover, strict, B=1, k={K}, "
-                f"ScaNN servables with exact_threshold=0 (always stream) vs "
-                f"{HUGE_THRESHOLD} (always exact)\n")
-  report.append(table(["condition", "items", "selectivity", "stream p50 ms",
-                       "stream num_scanned", "exact p50 ms", "stream / exact", "faster"],
-                      rows))
+  report.append(f"\n#### {label} items: exact_threshold crossover, strict, B=1, k={K}: the "
+                f"ScaNN servable exported with exact_threshold=0 (always stream) and "
+                f"{HUGE_THRESHOLD} (always exact), interleaved per condition\n")
+  report.append(table(["condition", "items", "selectivity", "stream p50 ms", "exact p50 ms",
+                       "stream / exact (p50)", "stream / exact (CPU p50)",
+                       "stream num_scanned", "faster"], rows))
   del servables
   gc.collect()
 
 
 # ------------------------------------------------------------------------ profiling --
 
-def profile(catalog, tower, label, args, out_dir, report, users):
-  """Where the time goes: raw ScaNN searchers with other configs, outside the servable."""
-  report.append(f"\n#### {label} items: profile\n")
-  report.append("(filled in by --profile)")
+class SketchIndex:
+  """A ScaNN index with other build settings behind tfcr's `search` interface, for the
+  profile only (same search logic as tfcr.index.ScannIndex.search)."""
+
+  def __init__(self, embeddings, num_leaves, leaves, reorder, spherical, max_k=MAX_K):
+    self.num_items, self.num_leaves = len(embeddings), num_leaves
+    self.base_leaves, self.reorder = leaves, reorder
+    builder = scann_ops.builder(embeddings, max_k, "dot_product").tree(
+        num_leaves=num_leaves, num_leaves_to_search=leaves,
+        training_sample_size=min(len(embeddings), 250_000), spherical=spherical)
+    self.searcher = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(
+        reorder).build()
+
+  def search(self, queries, n):
+    n = tf.minimum(tf.cast(n, tf.int32), self.num_items)
+    per_leaf = self.num_items / self.num_leaves
+    leaves = tf.cast(tf.math.ceil(2.0 * tf.cast(n, tf.float32) / per_leaf), tf.int32)
+    leaves = tf.clip_by_value(leaves, self.base_leaves, self.num_leaves)
+    rows, scores = self.searcher.search_batched(
+        queries, final_num_neighbors=n,
+        pre_reorder_num_neighbors=tf.maximum(n, self.reorder), leaves_to_search=leaves)
+    missing = tf.math.is_nan(scores)
+    return (tf.where(missing, tf.constant(-np.inf, tf.float32), scores),
+            tf.where(missing, -1, tf.cast(rows, tf.int32)))
+
+
+def profile(catalog, tower, label, args, out_dir, report, summary):
+  """Where the time of an unfiltered B=1 call goes, and what ScaNN settings cost/give."""
+  import tensorflow_recommenders as tfrs  # pylint: disable=g-import-not-at-top
+  queries = tower_queries(tower)
+  truth, _ = exact_top(catalog.embeddings, queries)
+
+  def recall_of(rows):
+    return float(np.mean([len(set(a) & set(b)) / K
+                          for a, b in zip(np.asarray(rows)[:, :K], truth)]))
+
+  vectors = [tf.constant(queries[i:i + 1]) for i in range(256)]
+  vectors32 = [tf.constant(queries[np.random.default_rng(i).integers(0, NUM_USERS, 32)])
+               for i in range(64)]
+
+  # 1. ScaNN settings: tfcr's tree (num_leaves ~sqrt(N), not spherical) and a spherical
+  # tree, searched with several leaves_to_search / reorder counts; TFRS's ScaNN layer.
+  log("profile: ScaNN settings")
+  from tfcr.index import ScannIndex, scann_leaves  # pylint: disable=g-import-not-at-top
+  num_leaves = scann_leaves(catalog.num_items)
+  base_leaves = max(1, int(math.ceil(num_leaves * 0.1)))
+  trees = {"tfcr tree": SketchIndex(catalog.embeddings, num_leaves, base_leaves, 400, False),
+           "spherical tree": SketchIndex(catalog.embeddings, num_leaves, base_leaves, 400,
+                                         True)}
+  tfrs_layer = tfrs.layers.factorized_top_k.ScaNN(k=K)
+  tfrs_layer.index(candidates=tf.constant(catalog.embeddings))
+  spec = [tf.TensorSpec([None, DIM], tf.float32)]
+  configs = {}
+  for tree, sketch in trees.items():
+    for leaves in sorted({max(1, base_leaves // 2), base_leaves, min(num_leaves, 2 * base_leaves),
+                          min(num_leaves, 4 * base_leaves)}):
+      for reorder in (100, 200, 400):
+        fn = tf.function(
+            lambda q, s=sketch.searcher, l=leaves, r=reorder: s.search_batched(
+                q, final_num_neighbors=K, pre_reorder_num_neighbors=r, leaves_to_search=l)[0],
+            input_signature=spec)
+        configs[(tree, leaves, reorder)] = fn
+  tfrs_fn = tf.function(lambda q: tfrs_layer(q, k=K)[1], input_signature=spec)
+  variants = {key: (lambda i, fn=fn: {"_": fn(vectors[i % 256]).numpy()})
+              for key, fn in configs.items()}
+  variants["tfrs"] = lambda i: {"_": tfrs_fn(vectors[i % 256]).numpy()}
+  r = interleaved(variants, args.queries // 2, warmup=10)
+  recalls = {key: recall_of(fn(tf.constant(queries))) for key, fn in configs.items()}
+  recalls["tfrs"] = recall_of(tfrs_fn(tf.constant(queries)))
+  rows = []
+  for key in variants:
+    name = ("TFRS ScaNN layer, its defaults (100 leaves, 10 searched, no reorder)"
+            if key == "tfrs" else f"{key[0]}, {num_leaves} leaves: search {key[1]}, "
+                                  f"reorder {key[2]}")
+    rows.append([name, ms(p(r[key]["ms"], 50)), ms(p(r[key]["cpu_ms"], 50)),
+                 f"{recalls[key]:.3f}"])
+  default = ("tfcr tree", base_leaves, 400)
+  # The cheapest setting with recall >= 0.95 (falls back to tfcr's default).
+  good = [key for key in configs if recalls[key] >= 0.95]
+  tuned = min(good, key=lambda key: p(r[key]["ms"], 50)) if good else default
+  report.append(f"\n#### {label} items: profile 1, ScaNN settings: a raw searcher in a "
+                f"tf.function, B=1, k={K} ({args.queries // 2} interleaved calls each); "
+                f"recall@{K} vs exact on the {NUM_USERS} users' queries. tfcr's default: "
+                f"{base_leaves} leaves searched, reorder {max(250, 4 * MAX_K)}\n")
+  report.append(table(["searcher", "p50 ms", "CPU ms p50", "recall@10"], rows))
+  report.append(f"\nCheapest setting with recall@10 >= 0.95: {tuned[0]}, search {tuned[1]}, "
+                f"reorder {tuned[2]} (recall {recalls[tuned]:.3f}).")
+  summary[(label, "tuned")] = (tuned, recalls[tuned], recalls[default])
+  del variants, configs, tfrs_fn, tfrs_layer
+  gc.collect()
+
+  # 2. B=32: ScaNN's search_batched (what ScannIndex uses: one thread) vs
+  # search_batched_parallel, tfcr's default setting.
+  sketch = trees["tfcr tree"]
+  batched = {
+      "search_batched (tfcr)": tf.function(
+          lambda q: sketch.searcher.search_batched(q, K, 400, base_leaves)[0],
+          input_signature=spec),
+      "search_batched_parallel": tf.function(
+          lambda q: sketch.searcher.search_batched_parallel(q, K, 400, base_leaves)[0],
+          input_signature=spec)}
+  r = interleaved({n: (lambda i, fn=fn: {"_": fn(vectors32[i % 64]).numpy()})
+                   for n, fn in batched.items()}, max(BLOCK, args.queries // 8), warmup=5)
+  b32 = {n: p(x["ms"], 50) for n, x in r.items()}
+
+  # 3. Decomposition of an unfiltered B=1 call.
+  log("profile: decomposition")
+  servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index="scann",
+                      max_k=MAX_K)
+  loaded = Loaded(os.path.join(out_dir, f"{label}-scann"))
+  session = SessionLoaded(os.path.join(out_dir, f"{label}-scann"))
+  tuned_index = SketchIndex(catalog.embeddings, num_leaves, tuned[1], tuned[2],
+                            tuned[0] == "spherical tree")
+  made = prebuilt([f"u{i}" for i in range(NUM_USERS)], "", "none")
+  strings = [tf.TensorSpec([None], tf.string)]
+  serve_spec = strings * 2 + [tf.TensorSpec([None], tf.int32)] + strings
+
+  def fast_path(index):
+    @tf.function(input_signature=serve_spec)
+    def serve(user_id, condition, k, filter_):
+      """Servable._serve with a sketched fast path: a batch without strict rows (and
+      without exclusions, as in serving_default) makes one index.search instead of
+      ConditionFilter's groups, conds and while_loop. Same outputs."""
+      exclude = tf.fill([tf.shape(user_id)[0], 0], "")
+      checks = servable._validate(user_id, condition, k, filter_, exclude)  # pylint: disable=protected-access
+      with tf.control_dependencies(checks):
+        user = servable.user_table.lookup(user_id)
+      condition_id = tf.where(condition == "", NONE_ID,
+                              servable.condition_table.lookup(condition))
+      queries = servable.query_tower({"user": user, "condition": condition_id})
+      strict = (filter_ == "strict") & (condition_id != NONE_ID)
+
+      def plain():
+        scores, rows = index.search(queries, tf.reduce_max(k))
+        pad = [[0, 0], [0, MAX_K - tf.shape(rows)[1]]]
+        rows = tf.pad(rows, pad, constant_values=-1)
+        scores = tf.pad(scores, pad, constant_values=-np.inf)
+        within_k = tf.range(MAX_K)[None, :] < k[:, None]
+        rows = tf.where(within_k, rows, -1)
+        return rows, tf.where(within_k & (rows >= 0), scores, -np.inf), k
+
+      def full():
+        return servable.filter(index, queries, condition_id, k, filter_ == "strict",
+                               tf.fill([tf.shape(user_id)[0], 0], -1))
+
+      rows, scores, scanned = tf.cond(tf.reduce_any(strict), full, plain)
+      item_ids = tf.where(rows >= 0, tf.gather(servable.item_ids, tf.maximum(rows, 0)), "")
+      real = (condition_id != NONE_ID) & (condition_id != OOV_ID)
+      match = servable.filter.has_condition(rows, condition_id) & real[:, None]
+      return {"item_ids": item_ids, "scores": scores, "condition_match": match,
+              "num_scanned": scanned}
+    return serve
+
+  @tf.function(input_signature=strings)
+  def tables_tower(user_id):
+    user = servable.user_table.lookup(user_id)
+    return servable.query_tower({"user": user, "condition": tf.fill(tf.shape(user), NONE_ID)})
+
+  @tf.function(input_signature=strings)
+  def no_filter(user_id):
+    _, rows = servable.index.search(tables_tower(user_id), tf.constant(K))
+    return tf.gather(servable.item_ids, rows)
+
+  @tf.function(input_signature=spec)
+  def index_search(q):
+    return servable.index.search(q, tf.constant(K))[1]
+
+  @tf.function(input_signature=serve_spec)
+  def empty(user_id, condition, k, filter_):  # pylint: disable=unused-argument
+    return {"k": k}
+
+  def numpy_all(out):
+    return {"_": [v.numpy() for v in (out.values() if isinstance(out, dict) else [out])]}
+
+  def kwargs(i):
+    return {("filter_" if n == "filter" else n): v for n, v in made[i % 256].items()}
+
+  fast, fast_tuned = fast_path(servable.index), fast_path(tuned_index)
+  variants = {
+      "loaded SavedModel, signatures[\"serving_default\"] (what clients call)":
+          calls(loaded, made),
+      "same SavedModel in a TF1 Session callable (TF Serving's path)": calls(session, made),
+      "in-process Servable.serve (same graph, not saved)":
+          lambda i: numpy_all(servable.serve(**made[i % 256])),
+      "in-process, sketch: fast path for batches without strict rows":
+          lambda i: numpy_all(fast(**kwargs(i))),
+      f"in-process, sketch: fast path + {tuned[0]}, search {tuned[1]}, reorder {tuned[2]}":
+          lambda i: numpy_all(fast_tuned(**kwargs(i))),
+      "tables + tower + ScannIndex.search + id gather (no validation, no filter)":
+          lambda i: numpy_all(no_filter(made[i % 256]["user_id"])),
+      "tables + query tower only": lambda i: numpy_all(tables_tower(made[i % 256]["user_id"])),
+      f"ScannIndex.search only ({base_leaves} leaves, reorder {servable.index.reorder})":
+          lambda i: numpy_all(index_search(vectors[i % 256])),
+      "empty tf.function with the 4 string/int inputs (TF call floor)":
+          lambda i: numpy_all(empty(**kwargs(i))),
+  }
+  log(f"profile: {len(variants)} variants, {args.queries} interleaved calls each")
+  r = interleaved(variants, args.queries, warmup=20)
+  base = p(r[next(iter(variants))]["ms"], 50)
+  rows = [[name, ms(p(x["ms"], 50)), ms(p(x["ms"], 99)), ms(p(x["cpu_ms"], 50)),
+           f"{p(x['ms'], 50) / base:.2f}"] for name, x in r.items()]
+  summary[(label, "decomposition")] = {name: p(x["ms"], 50) for name, x in r.items()}
+  report.append(f"\n#### {label} items: profile 2, an unfiltered B=1 call taken apart "
+                f"({args.queries} interleaved calls each)\n")
+  report.append(table(["variant", "p50 ms", "p99 ms", "CPU ms p50", "p50 / signature p50"],
+                      rows))
+  traces = servable.serve.experimental_get_tracing_count()
+  report.append(f"\nServable.serve was traced {traces} time(s) over all its calls (no "
+                f"retracing). B=32, tfcr's ScaNN setting, raw searcher p50: "
+                + ", ".join(f"{n} {ms(v)} ms" for n, v in b32.items()) + ".")
+  del servable, loaded, session, tuned_index, trees, sketch, batched
+  gc.collect()
 
 
 # --------------------------------------------------------------------------- main --
@@ -402,9 +692,11 @@ def machine() -> str:
     except OSError:
       return "?"
   model = run("lscpu | grep 'Model name'").split(":", 1)[-1].strip()
+  memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
   return (f"`nproc` = {run('nproc')}, `lscpu | grep 'Model name'` = {model}, "
-          f"{platform.python_implementation()} {platform.python_version()}, "
-          f"TensorFlow {tf.__version__}")
+          f"{memory:.0f} GiB, CPython {platform.python_version()}, "
+          f"TensorFlow {tf.__version__}, load average at start "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 def main(argv=None):
@@ -412,17 +704,17 @@ def main(argv=None):
   parser.add_argument("--sizes", default="100000,1000000",
                       help="catalog sizes, comma separated")
   parser.add_argument("--queries", type=int, default=1000,
-                      help="timed B=1 calls per contender (B=32: a eighth)")
+                      help="timed B=1 calls per contender (B=32: an eighth)")
   parser.add_argument("--recall_queries", type=int, default=1000,
-                      help="users (u0..) whose top-10 are compared for recall")
+                      help="users (u0..) whose top-10 are compared for recall (<= 1000)")
   parser.add_argument("--clusters", type=int, default=1000)
   parser.add_argument("--spread", type=float, default=0.75,
                       help="noise norm / cluster centre norm before normalising")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--no_crossover", action="store_true",
-                      help="skip the exact_threshold crossover (largest size)")
+                      help="skip the exact_threshold crossover")
   parser.add_argument("--profile", action="store_true",
-                      help="also time ScaNN/filter variants to see where the time goes")
+                      help="also time variants to see where an unfiltered call's time goes")
   parser.add_argument("--out_dir", default=None,
                       help="where the SavedModels go (default: a temporary folder)")
   parser.add_argument("--keep", action="store_true", help="keep --out_dir at the end")
@@ -431,20 +723,22 @@ def main(argv=None):
   sizes = [int(s) for s in args.sizes.split(",") if s]
   out_dir = args.out_dir or tempfile.mkdtemp(prefix="tfcr-bench-servable-")
   os.makedirs(out_dir, exist_ok=True)
+  command = " ".join(sys.argv[1:] if argv is None else argv)
   report = [f"Measured {datetime.date.today().isoformat()}: {machine()}.",
-            f"Command: `.venv/bin/python benchmarks/bench_servable.py "
-            f"{' '.join(sys.argv[1:] if argv is None else argv)}`".rstrip() + "."]
+            f"Command: `.venv/bin/python benchmarks/bench_servable.py"
+            f"{' ' + command if command else ''}`."]
   summary = {}
   try:
     for size in sizes:
-      bench_size(size, args, out_dir, report, summary,
-                 crossover=not args.no_crossover and size == max(sizes))
+      bench_size(size, args, out_dir, report, summary)
       log(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GB")
   finally:
-    if not args.keep:
-      shutil.rmtree(out_dir, ignore_errors=True)
-    else:
+    if args.keep:
       log(f"SavedModels kept in {out_dir}")
+    else:
+      shutil.rmtree(out_dir, ignore_errors=True)
+  report.append(f"\nPeak RSS of the benchmark process: "
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GB.")
   text = "\n".join(report)
   print(text)
   if args.report:

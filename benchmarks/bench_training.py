@@ -29,12 +29,20 @@ ratios. Each round is timed from the end of its first step to the end of its las
   processes on the machine disturb much less than the wall clock.
 
 The whole `fit` call is logged per round too (in brackets) but not tabulated: it adds
-iterator start-up and, on teardown, a variable wait of up to ~2.5 s, both once per fit
-call, i.e. once per training run in tfcr.
+iterator start-up (the tutorial pipeline's shuffle-buffer fill) and, on teardown, a
+variable wait (up to ~2.5 s seen on the 1M-row synthetic set), both once per fit call,
+i.e. once per training run in tfcr.
 
---profile adds the input pipelines alone, and CR variants that switch off one
-ingredient at a time (condition sampling, user features, item multi-hot, logQ,
-accidental-hit removal, temperature) or compute the same loss more cheaply.
+--profile adds
+1. the input pipelines alone (no training);
+2. the pipelines swapped in the fit path: the plain model on tfcr's batch pipeline, CR
+   on its own batches materialized in memory (no per-batch pipeline work);
+3. model variants timed on the same in-memory batches by calling each model's compiled
+   train function directly (no pipeline, no Keras loop; less noisy): a ladder from the
+   plain model to CR adding one ingredient per rung (condition, user features, item
+   multi-hot, L2 norm, temperature, logQ, accidental-hit removal), CR with its loss or
+   towers computed more cheaply (same function), CR under XLA, and the plain model with
+   Adagrad (how much of a step is Adam's update).
 """
 
 import os
@@ -363,6 +371,7 @@ def profile_models(config: TrainConfig, prepared: PreparedData,
     tf.keras.utils.set_random_seed(cr.seed)
     base = build_model(cr, prepared)
     query, candidate = base.query_tower, base.candidate_tower
+    merged_features = merged_features and bool(query.user_feature_vocab_sizes)
     if not user_features or merged_features:
       query = (_MergedFeatureQueryTower if merged_features else QueryTower)(
           num_users=prepared.num_users,
@@ -382,23 +391,36 @@ def profile_models(config: TrainConfig, prepared: PreparedData,
     model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate))
     return model
 
+  # A ladder from the plain model to CR, adding one ingredient per rung, so the
+  # differences between neighbours add up to the whole gap; then CR's loss and towers
+  # computed more cheaply (same function).
+  xla_model = tfcr_model(cr, prepared)
+  xla_model.compile(optimizer=tf.keras.optimizers.Adam(cr.learning_rate), jit_compile=True)
+  tf.keras.utils.set_random_seed(cr.seed)
+  adagrad_plain = PlainTwoTower(prepared.num_users, prepared.num_items,
+                                xla_model.query_tower.id_embedding_dim,
+                                xla_model.query_tower.hidden_units,
+                                xla_model.query_tower.embedding_dim)
+  adagrad_plain.compile(optimizer=tf.keras.optimizers.Adagrad(cr.learning_rate))
+  off = dict(user_features=False, multi_hot=False, normalize=False, temperature=False,
+             log_q=False, remove_hits=False)
   return [
-      ("CR", tfcr_model(cr, prepared)),
-      ("CR -userfeat", variant(user_features=False)),
-      ("CR -multihot", variant(multi_hot=False)),
-      ("CR -logQ", variant(log_q=False)),
-      ("CR -hits", variant(remove_hits=False)),
-      ("CR -temp", variant(temperature=False)),
-      ("CR -norm", variant(normalize=False)),
-      ("CR -logQ-hits-temp", variant(log_q=False, remove_hits=False, temperature=False)),
-      ("CR bare", variant(user_features=False, multi_hot=False, log_q=False,
-                          remove_hits=False, temperature=False, normalize=False)),
+      ("plain", plain_model),
+      ("+condition", variant(**off)),
+      ("+user features", variant(**{**off, "user_features": True})),
+      ("+item multi-hot", variant(**{**off, "user_features": True, "multi_hot": True})),
+      ("+L2 norm", variant(log_q=False, remove_hits=False, temperature=False)),
+      ("+temperature", variant(log_q=False, remove_hits=False)),
+      ("+logQ", variant(remove_hits=False)),
+      ("+hit removal = CR", variant()),
+      ("CR (tfcr model)", tfcr_model(cr, prepared)),
       ("CR lean loss", variant(lean=True)),
       ("CR folded loss", variant(folded=True)),
       ("CR merged userfeat", variant(merged_features=True)),
       ("CR dense multihot", variant(dense_multi_hot=True)),
       ("CR all three", variant(merged_features=True, dense_multi_hot=True, folded=True)),
-      ("plain", plain_model),
+      ("CR XLA", xla_model),
+      ("plain Adagrad", adagrad_plain),
   ]
 
 
@@ -422,20 +444,26 @@ def time_train_steps(models: List[Tuple[str, tf.keras.Model]], dataset: tf.data.
   return seconds
 
 
-def format_step_table(seconds: Dict[str, List[float]], reference: str = "CR",
+def format_step_table(seconds: Dict[str, List[float]], reference: str = "CR (tfcr model)",
                       baseline: str = "plain") -> str:
-  """Median ms/step, and speed relative to `reference` and `baseline` (medians of the
-  per-round ratios, with their interquartile range for the reference)."""
+  """Median ms/step (+ms: over the rung above, for the ladder), and speed relative to
+  `baseline` and `reference` (medians of the per-round ratios; IQR for the baseline)."""
   def paired(name, other):
     ratios = sorted(o / m for m, o in zip(seconds[name], seconds[other]))
     n = len(ratios)
     return ratios[n // 2], ratios[n // 4], ratios[(3 * n) // 4]
 
-  rows = [("variant", "ms/step", f"speed x {reference}", "IQR", f"speed x {baseline}")]
+  rows = [("variant", "ms/step", "+ms", f"speed x {baseline}", "IQR",
+           f"speed x {reference}")]
+  previous = None
   for name in seconds:
-    ratio, low, high = paired(name, reference)
-    rows.append((name, f"{1000 * statistics.median(seconds[name]):.2f}", f"{ratio:.2f}",
-                 f"{low:.2f}..{high:.2f}", f"{paired(name, baseline)[0]:.2f}"))
+    ms = 1000 * statistics.median(seconds[name])
+    ratio, low, high = paired(name, baseline)
+    rung = name.startswith("+")
+    rows.append((name, f"{ms:.2f}", f"{ms - previous:+.2f}" if rung and previous else "",
+                 f"{ratio:.2f}", f"{low:.2f}..{high:.2f}",
+                 f"{paired(name, reference)[0]:.2f}"))
+    previous = ms if (rung or previous is None) else previous
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for i, row in enumerate(rows):
@@ -464,20 +492,20 @@ def check_rewritten_losses(config: TrainConfig, prepared: PreparedData):
 
 
 _VARIANT_NOTES = """\
-  CR -userfeat       no user-feature lookup/embeddings in the query tower
-  CR -multihot       no item -> conditions multi-hot in the candidate tower
-  CR -logQ           no sampling-probability correction
-  CR -hits           no accidental-hit removal
-  CR -temp           temperature None (no division of the [B, B] scores)
-  CR -norm           no L2 normalization of the tower outputs
-  CR -logQ-hits-temp -logQ, -hits and -temp together
-  CR bare            all of the above off: id embeddings + condition embedding + MLPs
-  CR lean loss       same loss, lean_retrieval_loss (no label matrix, one tf.where)
-  CR folded loss     same loss, temperature and logQ folded into the embeddings
-  CR merged userfeat same model, the user features in one table with offsets
-  CR dense multihot  same model, multi-hot as multi_hot[item] @ matrix
-  CR all three       merged userfeat + dense multihot + folded loss
-  plain              the plain TFRS model (ignores the extra features)"""
+  plain               the plain TFRS model (ignores the extra features)
+  +condition          tfcr's towers with only id embeddings + condition embedding, and
+                      TFRS's task without temperature, logQ or hit removal
+  +user features ...  each rung adds one ingredient to the rung above it;
+  +hit removal = CR   the last rung is CR (as a copy of tfcr's model class)
+  CR (tfcr model)     tfcr.train.build_model itself
+  CR lean loss        same loss, lean_retrieval_loss (no label matrix, one tf.where)
+  CR folded loss      same loss, temperature and logQ folded into the embeddings
+  CR merged userfeat  same model, the user features in one table with offsets
+  CR dense multihot   same model, multi-hot as multi_hot[item] @ matrix
+  CR all three        merged userfeat + dense multihot + folded loss
+  CR XLA              tfcr's model compiled with jit_compile=True
+  plain Adagrad       the plain model with Adagrad instead of Adam (optimizer probe: Adam
+                      updates every row of its moment tables every step)"""
 
 
 def profile(args, config: TrainConfig, prepared: PreparedData, plain: Contender,
@@ -540,19 +568,25 @@ def parse_args(argv=None):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", default="movielens-100k",
                  choices=["movielens-100k", "synthetic"])
-  p.add_argument("--data_dir", default=_DEFAULTS.data_dir)
-  p.add_argument("--batch_size", type=int, default=_DEFAULTS.batch_size)
-  p.add_argument("--learning_rate", type=float, default=_DEFAULTS.learning_rate)
-  p.add_argument("--rounds", type=int, default=5)
-  p.add_argument("--steps_per_round", type=int, default=100)
-  p.add_argument("--warmup_steps", type=int, default=5)
+  p.add_argument("--data_dir", default=_DEFAULTS.data_dir,
+                 help="where MovieLens-100k is (or gets) prepared")
+  p.add_argument("--batch_size", type=int, default=_DEFAULTS.batch_size,
+                 help="default: TrainConfig's")
+  p.add_argument("--learning_rate", type=float, default=_DEFAULTS.learning_rate,
+                 help="Adam's, for all models; default: TrainConfig's")
+  p.add_argument("--rounds", type=int, default=5,
+                 help="timed rounds per model (alternating models)")
+  p.add_argument("--steps_per_round", type=int, default=100,
+                 help="batches per timed round")
+  p.add_argument("--warmup_steps", type=int, default=5,
+                 help="batches of the untimed first fit (tracing)")
   p.add_argument("--synthetic_users", type=int, default=100_000)
   p.add_argument("--synthetic_items", type=int, default=100_000)
   p.add_argument("--synthetic_conditions", type=int, default=_DEFAULTS.synthetic_conditions)
   p.add_argument("--synthetic_interactions", type=int, default=1_000_000)
   p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
   p.add_argument("--profile", action="store_true",
-                 help="also time CR variants with one ingredient switched off each")
+                 help="also profile: pipelines alone, pipelines swapped, model variants")
   args = p.parse_args(argv)
   for name in ("batch_size", "rounds", "steps_per_round", "warmup_steps"):
     if getattr(args, name) < 1 or (name == "steps_per_round" and args.steps_per_round < 2):
@@ -572,7 +606,12 @@ def main(argv=None) -> int:
 
   print(f"Machine: {machine_description()}")
   start = time.perf_counter()
-  data = load_dataset(config)  # What train_and_evaluate does.
+  try:
+    data = load_dataset(config)  # What train_and_evaluate does.
+  except Exception as e:  # DataUnavailableError, or a loader under construction.
+    print(f"Could not load {config.dataset}: {type(e).__name__}: {e}\n"
+          f"Try --dataset=synthetic.")
+    return 1
   prepared = prepare(data, config.condition_feature, config.test_per_user,
                      config.min_rating)
   num_train = len(prepared.train)

@@ -24,7 +24,7 @@ class TrainConfig:
   embedding_dim: int = 64
   hidden_units: Tuple[int, ...] = (128,)
   epochs: int = 20
-  batch_size: int = 512
+  batch_size: int = 1024
   learning_rate: float = 0.01
   normalize_embeddings: bool = True
   temperature: float = 0.1
