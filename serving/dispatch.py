@@ -111,7 +111,8 @@ class Dispatcher:
       for batcher in self._batchers.values():
         batcher.close()
       self._batchers.clear()
-    self._executor.shutdown(wait=True)
+    # Calls abandoned by a timeout may still be running: do not wait for them.
+    self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def error_status(error: BaseException) -> str:

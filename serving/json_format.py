@@ -12,9 +12,17 @@ client can see, independently of tensors:
   the single-line-array option upstream toggles while writing).
 * `json_value_to_string`: a parsed value echoed into an error message, cut at
   `ECHO_LIMIT` characters.
+* `{"b64": ...}` binary objects (`absl::Base64Unescape` rules) and `error_body`.
 
 Strings travel as `str` decoded with `surrogateescape`, so bytes that are not UTF-8
 come back out unchanged (`to_bytes`), as rapidjson passes them through.
+
+Known differences from rapidjson, all on malformed or extreme input: nesting deeper
+than Python's recursion limit (~1000) is a 400 parse error (rapidjson parses it);
+`Inf`/`-Inf` tokens are rejected (only `NaN`, `Infinity`, `-Infinity` are read);
+decimal literals beyond double range read as +-inf (rapidjson: "Number too big");
+parse-error texts are mapped to rapidjson's wording where the cause is clear, and
+their offsets are Python's (in bytes), which can differ slightly from rapidjson's.
 """
 
 import binascii

@@ -25,6 +25,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from serving.errors import ServingError, invalid_argument
 from serving.json_format import (PrettyWriter, decode_b64_object, error_body,
@@ -41,10 +42,11 @@ __all__ = [
 DEFAULT_SIGNATURE = "serving_default"
 _MAX_RANK = 32
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_UINT64_MAX = (1 << 64) - 1
 _INT_RANGES = {
     tf.int32: _INT32, tf.int16: _INT32, tf.int8: _INT32, tf.uint8: _INT32,
-    tf.int64: (-(1 << 63), (1 << 63) - 1),
-    tf.uint32: (0, (1 << 32) - 1), tf.uint64: (0, (1 << 64) - 1),
+    tf.int64: _INT64, tf.uint32: (0, (1 << 32) - 1), tf.uint64: (0, _UINT64_MAX),
 }
 _DTYPE_STRINGS = {tf.float32: "float", tf.float64: "double", tf.float16: "half"}
 
@@ -361,7 +363,7 @@ def _output_tokens(name: str, array: np.ndarray) -> Tuple[List[str], bool]:
   kind = array.dtype.kind
   if array.dtype in (np.float32, np.float64):
     return format_floats(flat), False
-  if kind in "iu" and array.dtype not in (np.uint16,):
+  if kind in "iu" and array.dtype != np.uint16:
     return list(map(str, flat.tolist())), False
   if kind == "b":
     return ["true" if v else "false" for v in flat.tolist()], False
@@ -381,7 +383,7 @@ def _output_tokens(name: str, array: np.ndarray) -> Tuple[List[str], bool]:
 
 
 def _row_body(arrays: Dict[str, np.ndarray]) -> bytes:
-  """`{"predictions": [...]}`, one entry per batch row (`MakeRowFormatJsonFromTensors`)."""
+  """`{"predictions": [...]}`, one entry per batch row (`MakeRowFormatJson...`)."""
   batch = -1
   for name, array in arrays.items():
     if array.ndim == 0:
@@ -453,10 +455,11 @@ def _feature_kind(name: str, value) -> str:
   if value is None or isinstance(value, list) or _is_named_object(value):
     raise invalid_argument(f"Feature: {name} has element with unexpected JSON "
                            f"type: {json_type(value)}")
-  if isinstance(value, (bool, int)) and _INT_RANGES[tf.uint64][1] >= value >= (
-      _INT_RANGES[tf.int64][0]):
+  if isinstance(value, (str, dict)):
+    return "bytes"
+  if isinstance(value, int) and _INT64[0] <= value <= _UINT64_MAX:  # Bools too.
     return "int64"
-  return "bytes" if isinstance(value, (str, dict)) else "float"
+  return "float"  # Decimal literals, and integers rapidjson keeps as double.
 
 
 def _feature_value(name: str, value, kind: str):
@@ -465,7 +468,7 @@ def _feature_value(name: str, value, kind: str):
     return to_bytes(value) if isinstance(value, str) else decode_b64_object(value)
   if kind == "float":
     return _convert_leaf(value, _Kind("float", "float", np.float32))
-  if value > _INT_RANGES[tf.int64][1]:
+  if value > _INT64[1]:
     raise invalid_argument(
         f"Feature: {name} has uint64 element. Only int64_t is supported.")
   return int(value)
@@ -486,7 +489,10 @@ def _example_bytes(value) -> bytes:
             f"Unexpected element type in feature: {name} expecting type: {kind}")
       kind = element_kind
       items.append(_feature_value(name, element, kind))
-    feature = example.features.feature[name]
+    try:
+      feature = example.features.feature[name]
+    except UnicodeError:
+      raise invalid_argument(f"Feature name is not valid UTF-8: {name!r}") from None
     if kind:
       getattr(feature, kind + "_list").value.extend(items)
   return example.SerializeToString()
@@ -511,10 +517,15 @@ def examples_from_request(obj: dict) -> List[bytes]:
   return [context + _example_bytes(example) for example in examples]
 
 
-def _check_2d(array: np.ndarray):
+def _check_classify_output(array: np.ndarray, name: str, string: bool):
+  """The shape and dtype checks of TF Serving's classifier post-processing."""
   if array.ndim != 2:
     raise invalid_argument("Expected Tensor shape: [batch_size num_classes] but got "
                            + _shape_string(array.shape))
+  if (array.dtype.kind in "OSU") != string:
+    got = types_pb2.DataType.Name(tf.as_dtype(array.dtype).as_datatype_enum)
+    expected = "DT_STRING" if string else "DT_FLOAT"
+    raise invalid_argument(f"Expected {name} Tensor of {expected}. Got: {got}")
 
 
 def classify_response_body(classes: Optional[np.ndarray],
@@ -525,11 +536,15 @@ def classify_response_body(classes: Optional[np.ndarray],
     classes: string [batch, num_classes] or None (labels are then "").
     scores: float [batch, num_classes] or None (scores are then 0.0).
   """
-  arrays = [np.asarray(a) for a in (classes, scores) if a is not None]
+  classes = None if classes is None else np.asarray(classes)
+  scores = None if scores is None else np.asarray(scores)
+  arrays = [a for a in (classes, scores) if a is not None]
   if not arrays:
     raise invalid_argument("Classification needs a 'classes' or 'scores' output")
-  for array in arrays:
-    _check_2d(array)
+  if classes is not None:
+    _check_classify_output(classes, "classes", string=True)
+  if scores is not None:
+    _check_classify_output(scores, "scores", string=False)
   if len(arrays) == 2 and arrays[0].shape[1] != arrays[1].shape[1]:
     raise invalid_argument("Tensors class and score should match in dim[1]. Got "
                            f"{arrays[0].shape[1]} vs. {arrays[1].shape[1]}")
@@ -539,9 +554,9 @@ def classify_response_body(classes: Optional[np.ndarray],
   batch, width = arrays[0].shape
   if not batch:
     raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-  labels = (_output_tokens("classes", np.asarray(classes))[0] if classes is not None
+  labels = (_output_tokens("classes", classes)[0] if classes is not None
             else ['""'] * (batch * width))
-  values = (format_floats(np.asarray(scores, np.float32)) if scores is not None
+  values = (format_floats(scores.astype(np.float32)) if scores is not None
             else ["0.0"] * (batch * width))
   writer = PrettyWriter()
   writer.start_object()

@@ -10,6 +10,7 @@ loads. Binds 127.0.0.1 unless --host says otherwise. SIGTERM/SIGINT stop accepti
 requests and let in-flight ones finish.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -96,6 +97,7 @@ def main(argv):
   from serving.grpc_service import make_grpc_server  # pylint: disable=g-import-not-at-top
   from serving.model_manager import ModelManager  # pylint: disable=g-import-not-at-top
   from serving.rest import RestApi  # pylint: disable=g-import-not-at-top
+  _GracefulServer = _graceful_server_class()  # pylint: disable=invalid-name
 
   batching = None
   if FLAGS.enable_batching:
@@ -151,7 +153,7 @@ def main(argv):
     api = RestApi(manager, dispatcher, FLAGS.rest_api_timeout_in_ms,
                   FLAGS.rest_api_max_body_bytes, prometheus,
                   FLAGS.rest_api_enable_cors_support)
-    server = uvicorn.Server(uvicorn.Config(api.app, host=FLAGS.host,
+    server = _GracefulServer(uvicorn.Config(api.app, host=FLAGS.host,
                                            port=FLAGS.rest_api_port, log_level="warning",
                                            timeout_graceful_shutdown=30))
     print(f"Exporting HTTP/REST API at:{FLAGS.host}:{FLAGS.rest_api_port} ...", flush=True)
@@ -166,6 +168,26 @@ def main(argv):
   dispatcher.shutdown()
   print("Server stopped.", flush=True)
   return 0
+
+
+def _graceful_server_class():
+  import uvicorn  # pylint: disable=g-import-not-at-top
+
+  class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after draining, which would kill us before the gRPC
+    server and the model manager are stopped: handle the signal and return instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+      previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT,
+                                                                  signal.SIGTERM)}
+      try:
+        yield
+      finally:
+        for s, handler in previous.items():
+          signal.signal(s, handler)
+
+  return GracefulServer
 
 
 def run():

@@ -515,6 +515,10 @@ def test_classify_shape_errors():
   assert _message(rc.classify_response_body, np.zeros((2, 2), object),
                   np.zeros((2, 3))) == (
                       "Tensors class and score should match in dim[1]. Got 2 vs. 3")
+  assert _message(rc.classify_response_body, np.zeros((2, 2), np.int32), None) == (
+      "Expected classes Tensor of DT_STRING. Got: DT_INT32")
+  assert _message(rc.classify_response_body, None, np.zeros((2, 2), object)) == (
+      "Expected scores Tensor of DT_FLOAT. Got: DT_STRING")
 
 
 def test_regress_response_bytes():
