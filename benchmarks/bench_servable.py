@@ -446,7 +446,7 @@ def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users
     log(f"  {name} ({size:,} items): {iterations} calls each")
     made = prebuilt(users, name, "strict")
     r = interleaved({kind: calls(s, made) for kind, s in servables.items()}, iterations,
-                    warmup=5)
+                    warmup=5, block=args.crossover_block)
     stream, exact = p(r["stream"]["ms"], 50), p(r["exact"]["ms"], 50)
     stream_cpu, exact_cpu = p(r["stream"]["cpu_ms"], 50), p(r["exact"]["cpu_ms"], 50)
     faster = "exact" if exact < stream else "stream"
@@ -459,7 +459,8 @@ def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users
   summary[(label, "crossing")] = crossing
   report.append(f"\n#### {label} items: exact_threshold crossover, strict, B=1, k={K}: the "
                 f"ScaNN servable exported with exact_threshold=0 (always stream) and "
-                f"{HUGE_THRESHOLD} (always exact), interleaved per condition\n")
+                f"{HUGE_THRESHOLD} (always exact), interleaved per condition "
+                f"{'call by call' if args.crossover_block == 1 else f'in blocks of {args.crossover_block} calls'}\n")
   report.append(table(["condition", "items", "selectivity", "stream p50 ms", "exact p50 ms",
                        "stream / exact (p50)", "stream / exact (CPU p50)",
                        "stream num_scanned", "faster"], rows))
@@ -573,6 +574,8 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
   r = interleaved({n: (lambda i, fn=fn: {"_": fn(vectors32[i % 64]).numpy()})
                    for n, fn in batched.items()}, max(BLOCK, args.queries // 8), warmup=5)
   b32 = {n: p(x["ms"], 50) for n, x in r.items()}
+  del trees, sketch, batched, r
+  gc.collect()
 
   # 3. Decomposition of an unfiltered B=1 call.
   log("profile: decomposition")
@@ -679,7 +682,7 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
   report.append(f"\nServable.serve was traced {traces} time(s) over all its calls (no "
                 f"retracing). B=32, tfcr's ScaNN setting, raw searcher p50: "
                 + ", ".join(f"{n} {ms(v)} ms" for n, v in b32.items()) + ".")
-  del servable, loaded, session, tuned_index, trees, sketch, batched
+  del servable, loaded, session, tuned_index
   gc.collect()
 
 
@@ -713,6 +716,8 @@ def main(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--no_crossover", action="store_true",
                       help="skip the exact_threshold crossover")
+  parser.add_argument("--crossover_block", type=int, default=1,
+                      help="crossover: calls in a row per servable (1: call by call)")
   parser.add_argument("--profile", action="store_true",
                       help="also time variants to see where an unfiltered call's time goes")
   parser.add_argument("--out_dir", default=None,

@@ -23,6 +23,7 @@ differs between REST predict, gRPC Predict and classify/regress, so callers word
 import collections
 import dataclasses
 import os
+import re
 import threading
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -78,12 +79,27 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 
 
+_ASSERTION = re.compile(r"assertion failed: \[(.*?)\](?: \[|$|\n)", re.S)
+
+
+def _assertion_text(message: str) -> str:
+  """A model's tf.debugging assertion as its own words.
+
+  TF wraps it in "Graph execution error: ... Detected at node ... assertion failed:
+  [k must be in 1..100 (max_k)] [Condition x <= y ...]"; the client needs the first
+  bracket, the rest is graph plumbing. Other messages are kept whole.
+  """
+  match = _ASSERTION.search(message)
+  return match.group(1).replace('\\"', '"') if match else message
+
+
 def to_serving_error(e: BaseException) -> ServingError:
   """A load or run exception as a ServingError with TF's status code and message."""
   if isinstance(e, ServingError):
     return e
   if isinstance(e, tf.errors.OpError):
-    return ServingError(_GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message)
+    return ServingError(_GRPC_CODES.get(e.error_code, grpc.StatusCode.UNKNOWN),
+                        _assertion_text(e.message))
   message = str(e)
   if (isinstance(e, FileNotFoundError) or "does not exist" in message
       or "Op type not registered" in message):

@@ -269,3 +269,74 @@ def test_sigterm_drains_in_flight_requests(models, tmp_path):
   thread.join()
   assert code == 0
   assert result["response"].status_code == 200, result["response"].text
+
+
+def test_config_file_labels_and_a_tfcr_servable(models, tmp_path):
+  """Two models from --model_config_file: half (two pinned versions with labels) and a
+  real tfcr ScaNN export, queried over REST and gRPC and compared with an in-process
+  call of the same SavedModel."""
+  from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
+  from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
+  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  sources = models[2]
+  half = tmp_path / "half"
+  half.mkdir()
+  copy_version(sources["v1"], half, 1)
+  copy_version(sources["v2"], half, 2)
+  train_and_evaluate(TrainConfig(dataset="synthetic", synthetic_users=60, synthetic_items=80,
+                                 synthetic_conditions=6, synthetic_interactions=1500,
+                                 epochs=1, batch_size=64, embedding_dim=8,
+                                 model_dir=str(tmp_path / "run"), verbose=0))
+  export = export_servable(str(tmp_path / "run"), str(tmp_path / "cr"), "scann", 10)
+  config = tmp_path / "models.config"
+  config.write_text(f"""
+model_config_list {{
+  config {{
+    name: "half" base_path: "{half}" model_platform: "tensorflow"
+    model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+  config {{ name: "cr" base_path: "{tmp_path / 'cr'}" }}
+}}""")
+  srv = Server(f"--model_config_file={config}")
+  try:
+    for label, expected in (("stable", 3.0), ("canary", 4.0)):
+      response = post(srv, f"/v1/models/half/labels/{label}:predict", {"instances": [2.0]})
+      assert response.json() == {"predictions": [expected]}
+    assert post(srv, "/v1/models/half/versions/1:predict",
+                {"instances": [2.0]}).json() == {"predictions": [3.0]}
+
+    query = {"user_id": ["u0001", "u0002", "stranger"], "condition": ["c01", "c02", ""],
+             "k": [5, 3, 4], "filter": ["strict", "none", "none"]}
+    local = tf.saved_model.load(export).signatures["serving_default"](
+        user_id=tf.constant(query["user_id"]), condition=tf.constant(query["condition"]),
+        k=tf.constant(query["k"]), filter=tf.constant(query["filter"]))
+    rest = post(srv, "/v1/models/cr:predict", {"inputs": query}).json()["outputs"]
+    assert rest["item_ids"] == local["item_ids"].numpy().astype(str).tolist()
+    np.testing.assert_allclose(np.array(rest["scores"], np.float32),
+                               local["scores"].numpy(), rtol=1e-6)
+    assert all(rest["condition_match"][0][:5])  # strict: every item has c01
+    rows = post(srv, "/v1/models/cr:predict", {"instances": [
+        {name: values[i] for name, values in query.items()} for i in range(3)]}).json()
+    assert [r["item_ids"] for r in rows["predictions"]] == rest["item_ids"]
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "cr"
+    for name, values in query.items():
+      request.inputs[name].CopyFrom(tf.make_tensor_proto(
+          values, dtype=tf.int32 if name == "k" else tf.string))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(srv.grpc_target))
+    response = stub.Predict(request, 30)
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["item_ids"]),
+                                  local["item_ids"].numpy())
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["num_scanned"]),
+                                  local["num_scanned"].numpy())
+    bad = post(srv, "/v1/models/cr:predict", {"inputs": {**query, "k": [0, 1, 1]}})
+    assert bad.status_code == 400 and bad.json()["error"] == "k must be in 1..10 (max_k)"
+    missing = post(srv, "/v1/models/cr:predict", {"inputs": {"user_id": ["u0001"]}})
+    assert missing.status_code == 400 and "Missing named input" in missing.json()["error"]
+  finally:
+    assert srv.stop() == 0
