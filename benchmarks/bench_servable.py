@@ -510,25 +510,30 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
   vectors32 = [tf.constant(queries[np.random.default_rng(i).integers(0, NUM_USERS, 32)])
                for i in range(64)]
 
-  # 1. ScaNN settings: tfcr's tree (num_leaves ~sqrt(N), not spherical) and a spherical
-  # tree, searched with several leaves_to_search / reorder counts; TFRS's ScaNN layer.
+  # The real in-process servable: its ScannIndex gives tfcr's tree and search settings.
+  log("profile: in-process servable")
+  servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index="scann",
+                      max_k=MAX_K)
+  num_leaves = servable.index.num_leaves
+  base_leaves, base_reorder = servable.index.base_leaves, servable.index.reorder
+
+  # 1. ScaNN settings: tfcr's tree (not spherical) and a spherical tree with the same
+  # number of leaves, searched with several leaves_to_search / reorder counts; TFRS's
+  # own ScaNN layer with its defaults.
   log("profile: ScaNN settings")
-  from tfcr.index import ScannIndex, scann_leaves  # pylint: disable=g-import-not-at-top
-  num_leaves = scann_leaves(catalog.num_items)
-  base_leaves = max(1, int(math.ceil(num_leaves * 0.1)))
-  trees = {"tfcr tree": SketchIndex(catalog.embeddings, num_leaves, base_leaves, 400, False),
-           "spherical tree": SketchIndex(catalog.embeddings, num_leaves, base_leaves, 400,
-                                         True)}
+  spherical = SketchIndex(catalog.embeddings, num_leaves, base_leaves, base_reorder, True)
+  trees = {"tfcr tree": scann_ops.searcher_from_module(servable.index.state),
+           "spherical tree": spherical.searcher}
   tfrs_layer = tfrs.layers.factorized_top_k.ScaNN(k=K)
   tfrs_layer.index(candidates=tf.constant(catalog.embeddings))
   spec = [tf.TensorSpec([None, DIM], tf.float32)]
   configs = {}
-  for tree, sketch in trees.items():
-    for leaves in sorted({max(1, base_leaves // 2), base_leaves, min(num_leaves, 2 * base_leaves),
-                          min(num_leaves, 4 * base_leaves)}):
-      for reorder in (100, 200, 400):
+  for tree, searcher in trees.items():
+    for leaves in sorted({max(1, base_leaves // 2), base_leaves,
+                          min(num_leaves, 2 * base_leaves), min(num_leaves, 4 * base_leaves)}):
+      for reorder in sorted({100, 200, base_reorder}):
         fn = tf.function(
-            lambda q, s=sketch.searcher, l=leaves, r=reorder: s.search_batched(
+            lambda q, s=searcher, l=leaves, r=reorder: s.search_batched(
                 q, final_num_neighbors=K, pre_reorder_num_neighbors=r, leaves_to_search=l)[0],
             input_signature=spec)
         configs[(tree, leaves, reorder)] = fn
@@ -546,14 +551,14 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
                                   f"reorder {key[2]}")
     rows.append([name, ms(p(r[key]["ms"], 50)), ms(p(r[key]["cpu_ms"], 50)),
                  f"{recalls[key]:.3f}"])
-  default = ("tfcr tree", base_leaves, 400)
+  default = ("tfcr tree", base_leaves, base_reorder)
   # The cheapest setting with recall >= 0.95 (falls back to tfcr's default).
   good = [key for key in configs if recalls[key] >= 0.95]
   tuned = min(good, key=lambda key: p(r[key]["ms"], 50)) if good else default
   report.append(f"\n#### {label} items: profile 1, ScaNN settings: a raw searcher in a "
                 f"tf.function, B=1, k={K} ({args.queries // 2} interleaved calls each); "
                 f"recall@{K} vs exact on the {NUM_USERS} users' queries. tfcr's default: "
-                f"{base_leaves} leaves searched, reorder {max(250, 4 * MAX_K)}\n")
+                f"{base_leaves} leaves searched, reorder {base_reorder}\n")
   report.append(table(["searcher", "p50 ms", "CPU ms p50", "recall@10"], rows))
   report.append(f"\nCheapest setting with recall@10 >= 0.95: {tuned[0]}, search {tuned[1]}, "
                 f"reorder {tuned[2]} (recall {recalls[tuned]:.3f}).")
@@ -562,25 +567,23 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
   gc.collect()
 
   # 2. B=32: ScaNN's search_batched (what ScannIndex uses: one thread) vs
-  # search_batched_parallel, tfcr's default setting.
-  sketch = trees["tfcr tree"]
+  # search_batched_parallel, tfcr's tree and setting.
+  searcher = trees["tfcr tree"]
   batched = {
       "search_batched (tfcr)": tf.function(
-          lambda q: sketch.searcher.search_batched(q, K, 400, base_leaves)[0],
+          lambda q: searcher.search_batched(q, K, base_reorder, base_leaves)[0],
           input_signature=spec),
       "search_batched_parallel": tf.function(
-          lambda q: sketch.searcher.search_batched_parallel(q, K, 400, base_leaves)[0],
+          lambda q: searcher.search_batched_parallel(q, K, base_reorder, base_leaves)[0],
           input_signature=spec)}
   r = interleaved({n: (lambda i, fn=fn: {"_": fn(vectors32[i % 64]).numpy()})
                    for n, fn in batched.items()}, max(BLOCK, args.queries // 8), warmup=5)
   b32 = {n: p(x["ms"], 50) for n, x in r.items()}
-  del trees, sketch, batched, r
+  del trees, searcher, spherical, batched, r
   gc.collect()
 
   # 3. Decomposition of an unfiltered B=1 call.
   log("profile: decomposition")
-  servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index="scann",
-                      max_k=MAX_K)
   loaded = Loaded(os.path.join(out_dir, f"{label}-scann"))
   session = SessionLoaded(os.path.join(out_dir, f"{label}-scann"))
   tuned_index = SketchIndex(catalog.embeddings, num_leaves, tuned[1], tuned[2],
@@ -663,7 +666,7 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
       "tables + tower + ScannIndex.search + id gather (no validation, no filter)":
           lambda i: numpy_all(no_filter(made[i % 256]["user_id"])),
       "tables + query tower only": lambda i: numpy_all(tables_tower(made[i % 256]["user_id"])),
-      f"ScannIndex.search only ({base_leaves} leaves, reorder {servable.index.reorder})":
+      f"ScannIndex.search only ({base_leaves} leaves, reorder {base_reorder})":
           lambda i: numpy_all(index_search(vectors[i % 256])),
       "empty tf.function with the 4 string/int inputs (TF call floor)":
           lambda i: numpy_all(empty(**kwargs(i))),

@@ -340,3 +340,23 @@ model_config_list {{
     assert missing.status_code == 400 and "Missing named input" in missing.json()["error"]
   finally:
     assert srv.stop() == 0
+
+
+def test_slow_clients_do_not_block_others(server):
+  """Clients that trickle a request (headers, then half a body) hold no worker."""
+  import socket  # pylint: disable=g-import-not-at-top
+  slow = []
+  for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", server.rest_port))
+    s.sendall(b"POST /v1/models/half:predict HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: 100\r\n\r\n{\"instan")
+    slow.append(s)
+  try:
+    started = time.time()
+    for _ in range(5):
+      assert post(server, "/v1/models/half:predict", {"instances": [2.0]}).status_code == 200
+    assert time.time() - started < 10
+  finally:
+    for s in slow:
+      s.close()
+  assert post(server, "/v1/models/half:predict", {"instances": [2.0]}).status_code == 200
