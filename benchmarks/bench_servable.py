@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from scann import scann_ops  # noqa: E402  (registers the ops a ScaNN SavedModel needs)
 
-from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD  # noqa: E402
+from tfcr.condition_filter import default_exact_threshold  # noqa: E402
 from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
 from tfcr.data.schema import MultiValued  # noqa: E402
 from tfcr.model.towers import QueryTower  # noqa: E402
@@ -185,7 +185,7 @@ def folder_size(path: str) -> int:
 
 
 def export(catalog: Catalog, tower, index: str, path: str,
-           exact_threshold: int = DEFAULT_EXACT_THRESHOLD) -> Dict[str, float]:
+           exact_threshold=None) -> Dict[str, float]:
   """Builds the servable and saves it as export_servable does; returns timings/size."""
   start = time.perf_counter()
   servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index=index,
@@ -393,7 +393,7 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
   report.append(f"\n#### {label} items: recall@{K} of the ScaNN servable vs the brute-force "
                 f"servable (exact), {len(recall_users)} users\n")
   report.append(table(["filter none"] + [f"strict {n} ({catalog.sizes[n]:,} items, "
-                                          f"{'exact' if catalog.sizes[n] <= DEFAULT_EXACT_THRESHOLD else 'stream'})"
+                                          f"{'exact' if catalog.sizes[n] <= default_exact_threshold(num_items) else 'stream'})"
                                           for n in SELECTIVE],
                       [[f"**{rec['none']:.3f}**"] + [f"{rec[n]:.3f}" for n in SELECTIVE]]))
   report.append(f"\nThe random-init tower's queries: median exact top-1 / top-10 score "
@@ -410,14 +410,14 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
            ms(p(r["none"]["cpu_ms"], 50)), "1.00x", int(np.median(r["none"]["scanned"]))]]
   for name, share in SELECTIVE.items():
     size = catalog.sizes[name]
-    path = "exact" if size <= DEFAULT_EXACT_THRESHOLD else "stream"
+    path = "exact" if size <= default_exact_threshold(num_items) else "stream"
     p50 = p(r[name]["ms"], 50)
     rows.append([f"strict {name}", f"{share:.1%}", f"{size:,} ({path})", ms(p50),
                  ms(p(r[name]["ms"], 99)), ms(p(r[name]["cpu_ms"], 50)),
                  f"**{p50 / base:.2f}x**", int(np.median(r[name]["scanned"]))])
     summary[(label, "strict", name)] = (p50, base)
   report.append(f"\n#### {label} items: strict filter, ScaNN servable, B=1, k={K}, "
-                f"exact_threshold={DEFAULT_EXACT_THRESHOLD} ({args.queries} calls each, "
+                f"exact_threshold={default_exact_threshold(num_items)} ({args.queries} calls each, "
                 f"all in one loop)\n")
   report.append(table(["query", "selectivity", "condition items (path)", "p50 ms", "p99 ms",
                        "CPU ms p50", "p50 / unfiltered p50", "num_scanned median"], rows))

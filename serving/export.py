@@ -23,7 +23,8 @@ flags.DEFINE_integer("max_k", 100, "Largest k a request may ask for.")
 flags.DEFINE_integer("export_version", None, "Version folder; default: the next integer.")
 flags.DEFINE_integer("exact_threshold", None,
                      "Strict filter: conditions with at most this many items are scored "
-                     "exactly instead of by over-fetching (default: the measured crossover).")
+                     "exactly instead of by over-fetching (default: 1% of the catalog, the "
+                     "measured crossover).")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -34,14 +35,11 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD  # pylint: disable=g-import-not-at-top
   from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
-  threshold = FLAGS.exact_threshold
   try:
     path = export_servable(FLAGS.model_dir, FLAGS.export_dir, index=FLAGS.index,
                            max_k=FLAGS.max_k, version=FLAGS.export_version,
-                           exact_threshold=DEFAULT_EXACT_THRESHOLD if threshold is None
-                           else threshold)
+                           exact_threshold=FLAGS.exact_threshold)
   except ConfigError as e:
     print(f"export: error: {e}", file=sys.stderr)
     return 2

@@ -21,7 +21,7 @@ from tfcr.train import train_and_evaluate
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_K = 12
 RARE = "rare"  # a condition with 3 items: fewer than most k
-THRESHOLDS = {"exact": 20_000, "mixed": 50, "stream": 0}  # exact_threshold of each export
+THRESHOLDS = {"exact": 600, "mixed": 50, "stream": 0}  # exact_threshold of each export
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ def exports(trained, tmp_path_factory):
   root = tmp_path_factory.mktemp("exports")
   return {
       # Every strict query scored exactly (all conditions are under the threshold).
-      "exact": export_servable(model_dir, str(root / "exact"), "brute_force", MAX_K),
+      "exact": export_servable(model_dir, str(root / "exact"), "brute_force", MAX_K,
+                               exact_threshold=THRESHOLDS["exact"]),
       # Common conditions stream; the rare one is scored exactly.
       "mixed": export_servable(model_dir, str(root / "mixed"), "brute_force", MAX_K,
                                exact_threshold=THRESHOLDS["mixed"]),

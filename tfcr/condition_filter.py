@@ -5,8 +5,9 @@ Per query row (all inside one graph, so a single servable call does everything):
 * no filter (`strict` false, or the condition is "" i.e. NONE): the index's top k, after
   dropping excluded items (k + #exclusions candidates are fetched).
 * strict, unknown condition (OOV): an empty row; nothing can match.
-* strict, rare condition (at most `exact_threshold` items): the condition's own items are
-  scored exactly (a gather and a dot product), cheaper than over-fetching from the index.
+* strict, rare condition (at most `exact_threshold` items, by default 1% of the catalog):
+  the condition's own items are scored exactly (a gather and a dot product), cheaper than
+  over-fetching from the index.
 * strict, other conditions: streaming over-fetch. Fetch n = (k + #exclusions) / s * m
   candidates (s: the condition's share of the catalog, m: `overfetch`), keep those having
   the condition; rows still short of k search again with n * `growth`, until n reaches
@@ -19,14 +20,18 @@ were kept); for the exact path, the condition's items scored. It depends on the 
 ranking, not on the fetch schedule, so it compares models (e.g. LR+filter vs CR+filter).
 """
 
+import math
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
 from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions
 
-# Default from benchmarks/bench_servable.py (docs/benchmarks.md): below this many items
-# exact scoring of the condition's items beats over-fetching from ScaNN.
-DEFAULT_EXACT_THRESHOLD = 20_000
+# From benchmarks/bench_servable.py (docs/benchmarks.md): exact scoring of a condition's
+# items beats over-fetching from ScaNN below ~1% of the catalog (crossover ~10k items at
+# 1M, 1.5k-2k at 100k).
+EXACT_SHARE = 0.01
 
 
 def _condition_items(conditions: ItemConditions):
@@ -38,6 +43,11 @@ def _condition_items(conditions: ItemConditions):
   return row_splits, item_of_entry[order].astype(np.int32), counts.astype(np.int32)
 
 
+def default_exact_threshold(num_items: int) -> int:
+  """Conditions with at most this many items are scored exactly: 1% of the catalog."""
+  return int(math.ceil(EXACT_SHARE * num_items))
+
+
 class ConditionFilter(tf.Module):
   """Retrieves top-k rows per query with optional strict condition filtering.
 
@@ -47,8 +57,10 @@ class ConditionFilter(tf.Module):
 
   def __init__(self, conditions: ItemConditions, embeddings: np.ndarray, max_k: int,
                overfetch: float = 1.5, growth: float = 4.0,
-               exact_threshold: int = DEFAULT_EXACT_THRESHOLD, name="condition_filter"):
+               exact_threshold: Optional[int] = None, name="condition_filter"):
     super().__init__(name=name)
+    if exact_threshold is None:
+      exact_threshold = default_exact_threshold(conditions.num_items)
     if max_k < 1 or overfetch < 1 or growth <= 1 or exact_threshold < 0:
       raise ValueError(f"ConditionFilter needs max_k >= 1, overfetch >= 1, growth > 1 and "
                        f"exact_threshold >= 0; got {max_k}, {overfetch}, {growth}, "
@@ -97,6 +109,24 @@ class ConditionFilter(tf.Module):
     return (tf.pad(top_rows, pad, constant_values=-1),
             tf.pad(top.values, pad, constant_values=-np.inf))
 
+  def _select(self, scores, rows, keep, k):
+    """Best kept candidates of one search -> (rows, scores [b, max_k], scanned [b],
+    enough [b]): scanned is the position of the k-th kept candidate, i.e. the candidates
+    it took to fill the row, or all returned ones when fewer than k were kept."""
+    kept_so_far = tf.cumsum(tf.cast(keep, tf.int32), axis=1)
+    enough = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1) >= k
+    to_fill = tf.reduce_sum(tf.cast(kept_so_far < k[:, None], tf.int32), axis=1) + 1
+    returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
+    top_rows, top_scores = self._top(scores, rows, keep)
+    return top_rows, top_scores, tf.where(enough, to_fill, returned), enough
+
+  def _unfiltered(self, index, queries, k, excluded, need):
+    """The common case, no strict row: one search for the whole batch, no loop."""
+    scores, rows = index.search(queries, tf.minimum(tf.reduce_max(need), self.num_items))
+    keep = (rows >= 0) & ~self.is_excluded(rows, excluded)
+    top_rows, top_scores, scanned, _ = self._select(scores, rows, keep, k)
+    return top_rows, top_scores, scanned
+
   def _stream(self, index, queries, condition, k, strict, excluded, need):
     """Streaming over-fetch for all rows; returns rows, scores [b, max_k], scanned [b]."""
     batch = tf.shape(queries)[0]
@@ -112,22 +142,15 @@ class ConditionFilter(tf.Module):
       keep = rows >= 0
       keep &= ~self.is_excluded(rows, tf.gather(excluded, active))
       keep &= ~tf.gather(strict, active)[:, None] | self.has_condition(rows, row_condition)
-      kept_so_far = tf.cumsum(tf.cast(keep, tf.int32), axis=1)
-      kept = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
-      row_k = tf.gather(k, active)
-      returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
-      enough = kept >= row_k
-      # Position of the k-th kept candidate: the candidates it took to fill the row.
-      to_fill = tf.reduce_sum(tf.cast(kept_so_far < row_k[:, None], tf.int32), axis=1) + 1
+      top_rows, top_scores, scanned, enough = self._select(scores, rows, keep,
+                                                           tf.gather(k, active))
       done = enough | (n >= self.num_items)
-      top_rows, top_scores = self._top(scores, rows, keep)
       done_at = tf.where(done)[:, 0]
       targets = tf.gather(active, done_at)[:, None]
       out_rows = tf.tensor_scatter_nd_update(out_rows, targets,
                                              tf.gather(top_rows, done_at))
       out_scores = tf.tensor_scatter_nd_update(out_scores, targets,
                                                tf.gather(top_scores, done_at))
-      scanned = tf.where(enough, to_fill, returned)
       out_scanned = tf.tensor_scatter_nd_update(out_scanned, targets,
                                                 tf.gather(scanned, done_at))
       next_n = tf.minimum(tf.cast(tf.math.ceil(tf.cast(n, tf.float32) * self.growth),
@@ -177,22 +200,27 @@ class ConditionFilter(tf.Module):
                                        * self.overfetch), tf.int32)
     need = tf.where(strict, strict_need, k + num_excluded)
 
-    batch = tf.shape(queries)[0]
-    rows = tf.fill([batch, self.max_k], -1)
-    scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
-    scanned = tf.zeros([batch], tf.int32)
-    # Unfiltered and strict rows stream separately so that one strict row's large fetch
-    # does not inflate the unfiltered rows' searches.
-    for group in (~strict, strict & ~exact & ~unknown):
-      rows, scores, scanned = self._merge(
-          group, rows, scores, scanned,
-          lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
-                                  tf.gather(k, at), tf.gather(strict, at),
-                                  tf.gather(excluded, at), tf.gather(need, at)))
-    rows, scores, scanned = self._merge(
-        exact, rows, scores, scanned,
-        lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
-                               tf.gather(excluded, at)))
+    def filtered():
+      batch = tf.shape(queries)[0]
+      rows = tf.fill([batch, self.max_k], -1)
+      scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
+      scanned = tf.zeros([batch], tf.int32)
+      # Unfiltered and strict rows stream separately so that one strict row's large
+      # fetch does not inflate the unfiltered rows' searches.
+      for group in (~strict, strict & ~exact & ~unknown):
+        rows, scores, scanned = self._merge(
+            group, rows, scores, scanned,
+            lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
+                                    tf.gather(k, at), tf.gather(strict, at),
+                                    tf.gather(excluded, at), tf.gather(need, at)))
+      return self._merge(
+          exact, rows, scores, scanned,
+          lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
+                                 tf.gather(excluded, at)))
+
+    rows, scores, scanned = tf.cond(
+        tf.reduce_any(strict), filtered,
+        lambda: self._unfiltered(index, queries, k, excluded, need))
     within_k = tf.range(self.max_k)[None, :] < k[:, None]
     rows = tf.where(within_k, rows, -1)
     scores = tf.where(within_k & (rows >= 0), scores, -np.inf)

@@ -45,27 +45,33 @@ class ScannIndex(tf.Module):
   before loading)."""
 
   def __init__(self, embeddings: np.ndarray, max_k: int, leaves_to_search_share=0.1,
-               min_points_to_search: int = 5000, reorder: int = 0,
-               training_threads: int = 0, name: str = "scann_index"):
+               min_leaves_to_search: int = 128, min_points_to_search: int = 5000,
+               reorder: int = 0, training_threads: int = 0, name: str = "scann_index"):
     super().__init__(name=name)
     from scann import scann_ops  # pylint: disable=g-import-not-at-top
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     self.num_items = int(embeddings.shape[0])
     self.num_leaves = scann_leaves(self.num_items)
-    # A share of the leaves, but never fewer than ~min_points_to_search points: scoring a
-    # few thousand hashed points costs microseconds, and small catalogs of trained
-    # embeddings (weakly clustered) need a large share searched for 95% recall@10.
+    # A share of the leaves, but never fewer than min_leaves_to_search leaves or
+    # ~min_points_to_search points: scoring a few thousand hashed points costs
+    # microseconds, and weakly clustered trained embeddings need them for 95% recall@10
+    # (measured: 32 of 316 leaves gave 0.70 at 100k items, 128 gave 0.96).
     per_leaf = self.num_items / self.num_leaves
     self.base_leaves = min(self.num_leaves, max(
-        1, int(math.ceil(self.num_leaves * leaves_to_search_share)),
+        1, int(math.ceil(self.num_leaves * leaves_to_search_share)), min_leaves_to_search,
         int(math.ceil(min_points_to_search / per_leaf))))
     # Exact re-ranking of a few hundred AH candidates recovers the true top-k.
     self.reorder = int(reorder or max(250, 4 * max_k))
     builder = scann_ops.builder(embeddings, max_k, "dot_product")
+    norms = np.linalg.norm(embeddings, axis=1)
+    # Unit-norm embeddings (tfcr's default towers) partition better on the sphere:
+    # measured recall@10 0.954 -> 0.980 at 1M items for the same cost.
+    spherical = bool(np.allclose(norms, 1.0, atol=1e-3))
     if self.num_leaves > 1:
       builder = builder.tree(num_leaves=self.num_leaves,
                              num_leaves_to_search=self.base_leaves,
-                             training_sample_size=min(self.num_items, 250_000))
+                             training_sample_size=min(self.num_items, 250_000),
+                             spherical=spherical)
     # Anisotropic quantisation favours the large inner products that decide the top-k.
     builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
     builder = builder.reorder(self.reorder)
@@ -83,9 +89,12 @@ class ScannIndex(tf.Module):
     leaves = tf.clip_by_value(leaves, self.base_leaves, self.num_leaves)
     if self.num_leaves == 1:
       leaves = tf.constant(-1)
+    # Large fetches (the strict filter's) re-rank proportionally more AH candidates, or
+    # their tail loses recall; capped so a huge n does not re-rank the world.
+    pre_reorder = tf.maximum(tf.minimum(6 * n, 4000), tf.maximum(n, self.reorder))
     rows, scores = searcher.search_batched(
-        queries, final_num_neighbors=n,
-        pre_reorder_num_neighbors=tf.maximum(n, self.reorder), leaves_to_search=leaves)
+        queries, final_num_neighbors=n, pre_reorder_num_neighbors=pre_reorder,
+        leaves_to_search=leaves)
     # ScaNN pads with row 0 and NaN distance when fewer candidates were found.
     missing = tf.math.is_nan(scores)
     return (tf.where(missing, tf.constant(-np.inf, tf.float32), scores),

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfcr.condition_filter import DEFAULT_EXACT_THRESHOLD, ConditionFilter
+from tfcr.condition_filter import ConditionFilter
 from tfcr.conditions import NONE_ID, NUM_RESERVED, OOV_ID
 from tfcr.config import ConfigError
 from tfcr.evaluation import embed
@@ -48,7 +48,7 @@ class Servable(tf.Module):
 
   def __init__(self, query_tower, conditional: bool, vocabularies, item_embeddings,
                index: str = "scann", max_k: int = 100,
-               exact_threshold: int = DEFAULT_EXACT_THRESHOLD):
+               exact_threshold: Optional[int] = None):
     super().__init__(name="tfcr_servable")
     if max_k < 1 or max_k > len(vocabularies.item_ids):
       raise ConfigError(f"--max_k must be in 1..{len(vocabularies.item_ids)} (the catalog "
@@ -133,7 +133,7 @@ def next_version(export_dir: str) -> int:
 
 def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k: int = 100,
                     version: Optional[int] = None,
-                    exact_threshold: int = DEFAULT_EXACT_THRESHOLD) -> str:
+                    exact_threshold: Optional[int] = None) -> str:
   """Exports the model of `model_dir` as EXPORT_DIR/<version>/; returns that path.
 
   Written to a temporary folder beside it and renamed at the end, so a model server
