@@ -1,51 +1,57 @@
 """Model server under load: `python -m serving.server` serving a tfcr servable.
 
-    .venv/bin/python benchmarks/bench_server.py                       # everything, 60 s soak
+    .venv/bin/python benchmarks/bench_server.py --rounds=2 --suggestions   # docs/benchmarks.md
     .venv/bin/python benchmarks/bench_server.py --duration=5 --soak_seconds=0
     .venv/bin/python benchmarks/bench_server.py --index=brute_force --clients=1,32
 
-What it does, all in one run (the machine is shared: configurations are measured side by
-side, and ratios are taken within the run):
+All in one run. The machine is shared (2 cores, other jobs come and go), so configurations
+are measured back to back, round after round (order reversed every other round), and
+ratios are taken within the run:
 
-1. Builds a servable in a temporary folder: `train_and_evaluate(TrainConfig(
-   dataset="synthetic", ...))` (5,000 users, 20,000 items, 100,000 interactions, one
-   epoch by default) and `export_servable(model_dir, export_dir, --index)`.
-2. Starts the real server as subprocesses, `python -m serving.server --model_name=cr
-   --model_base_path=... --port=P --rest_api_port=Q` on free ports: one without
-   batching and one per --batching configuration (`--enable_batching
-   --batching_parameters_file=...`). All of them run for the whole benchmark (an idle
-   server costs next to nothing) with Prometheus metrics on, which give the mean merged
-   batch size and the mean model-call time per configuration. The benchmark waits until
-   each reports the model AVAILABLE.
-3. Load: N concurrent clients (--clients, default 1, 8, 32), closed loop, each sending
-   single-query Predict requests (a random known user id, a random known condition,
-   k=10, filter "none" or "strict" at random) for --duration seconds after --warmup
-   seconds. The clients live in --load_processes separate processes (not threads of
-   this one, whose GIL would cap them), each running its share of the clients as
-   asyncio tasks: REST with one `httpx.AsyncClient` (one keep-alive connection) per
-   client, body `{"instances": [{"user_id": ..., "condition": ..., "k": 10, "filter":
-   ...}]}`; gRPC with the official `PredictionServiceStub` on one `grpc.aio` channel
-   per client (local subchannel pool: one HTTP/2 connection each). Throughput counts
-   requests completed inside the measured window; latency percentiles are over those.
-   The load generator runs on the same cores as the server: the CPU it and the server
-   use in each window (from /proc) is reported beside the numbers.
-4. In-process reference: this process loads the same SavedModel (after `from scann
-   import scann_ops`) and calls `signatures["serving_default"]` the way the server does
-   (NumPy inputs -> tensors, outputs -> NumPy). A latency phase alternates, call by
-   call in shuffled order, the in-process call, a REST call and a gRPC call (both from
-   this process, one persistent connection each, to the unbatched server) with the
-   same query, plus the transport floor (REST GET model status, gRPC GetModelStatus).
-   Overhead = protocol p50 - in-process p50 (and the median of the paired differences).
-5. Batching: speed-up = throughput with batching / without, at the largest --clients.
-   The in-process ceiling is measured too: one batch-B call against B single calls,
-   alternated.
-6. Soak (--soak_seconds, 0 to skip): REST, the largest --clients, batching
-   configuration --soak_config; errors, throughput per 10 s, server RSS (VmRSS) at the
-   start of the measured window (after --warmup seconds of load) and at its end.
+1. Servable: `train_and_evaluate(TrainConfig(dataset="synthetic", ...))` (5,000 users,
+   20,000 items, 100,000 interactions, one epoch by default) and `export_servable(
+   model_dir, export_dir, --index, max_k=--max_k)`, in a child process, into a temporary
+   folder.
+2. Servers: `python -m serving.server --model_name=cr --model_base_path=... --port=P
+   --rest_api_port=Q` on free ports, one without batching and one per --batching
+   configuration (`--enable_batching --batching_parameters_file=...`), all up for the
+   whole run (an idle server costs next to nothing), with Prometheus metrics on: they
+   give the mean merged batch size and the mean model-call time of each measurement.
+   Every server must answer a few queries exactly as the SavedModel does in-process.
+3. Load: N closed-loop clients (--clients, default 1, 8, 32), each sending single-query
+   Predict requests (random known user id, random known condition, k=10, filter "none"
+   or "strict" at random) for --duration seconds after --warmup seconds. The clients
+   run as asyncio tasks in --load_processes separate processes (so this process's GIL
+   does not cap them), one connection per client:
+   * `rest`: `httpx.AsyncClient`, body `{"instances": [{"user_id": ..., "condition": ...,
+     "k": 10, "filter": ...}]}`;
+   * `rest_raw`: the same requests over a minimal asyncio HTTP/1.1 keep-alive client.
+     httpx costs ~1 ms of client CPU per request, as much as the server, and client and
+     server share the 2 cores: this row shows the server with a cheap client;
+   * `grpc`: the official `PredictionServiceStub` on a `grpc.aio` channel (local
+     subchannel pool: one HTTP/2 connection per client);
+   * at the largest N, status calls (REST GET model status, gRPC GetModelStatus) give the
+     server's cost per request without the model.
+   Throughput counts the requests completed in the measured window; latency percentiles
+   are over them. From /proc: CPU per request of the server (all threads, and its main
+   thread, which runs the REST event loop) and of the load generator, and the cores
+   other jobs used meanwhile.
+4. In-process reference: this process loads the same SavedModel (`from scann import
+   scann_ops` first) and calls `signatures["serving_default"]` as the server does (NumPy
+   -> tensors -> call -> .numpy()). A latency phase alternates, in blocks of 20 calls,
+   in-process calls, REST (httpx and raw socket) and gRPC Predict calls to the
+   unbatched server, and the status calls; overhead = p50 - in-process p50.
+5. Batching: speed-up = req/s with batching / without at the largest N; the in-process
+   ceiling is one batch-B call against B single calls (wall and CPU time).
+   --suggestions adds the first batching configuration with suggested server fixes
+   monkeypatched in at start-up (serving/ is not edited): persistent batch threads
+   (PERSISTENT_BATCH_THREADS below), and that plus --grpc_max_threads=64.
+6. Soak (--soak_seconds, 0 skips it): REST (httpx), the largest N, batching
+   configuration --soak_config; errors, requests per 10 s, the server's VmRSS when the
+   measured window starts (after at least 5 s of load) and when it ends.
 
-Nothing is written into the repository; the temporary folder (model, export, server logs)
-is removed at the end (--keep_dir keeps it and prints where). --json=PATH writes every
-number to PATH.
+Nothing is written into the repository; the temporary folder (model, export, server
+logs) is removed at the end unless --keep_dir. --json=PATH writes every number to PATH.
 """
 
 import argparse
@@ -159,7 +165,10 @@ def free_port() -> int:
 class ServerProcess:
   """`python -m serving.server` on free ports, with Prometheus metrics on."""
 
-  def __init__(self, label, base_path, workdir, batching=None):
+  def __init__(self, label, base_path, workdir, batching=None, flags=(), prelude=None):
+    """prelude: Python code run in the server process before `serving.server.run()`
+    (the --suggestions experiments monkeypatch the server with it; serving/ is not
+    edited)."""
     self.label = label
     self.batching = batching
     self.grpc_port, self.rest_port = free_port(), free_port()
@@ -169,7 +178,9 @@ class ServerProcess:
     monitoring = os.path.join(workdir, "monitoring.config")
     with open(monitoring, "w") as f:
       f.write("prometheus_config { enable: true }\n")
-    args = [sys.executable, "-m", "serving.server", f"--model_name={MODEL}",
+    launcher = (["-c", f"{prelude}\nfrom serving.server import run\nrun()"] if prelude
+                else ["-m", "serving.server"])
+    args = [sys.executable, *launcher, f"--model_name={MODEL}",
             f"--model_base_path={base_path}", f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}", f"--monitoring_config_file={monitoring}"]
     if batching is not None:
@@ -177,6 +188,7 @@ class ServerProcess:
       with open(path, "w") as f:
         f.write(batching_text(batching))
       args += ["--enable_batching", f"--batching_parameters_file={path}"]
+    args += list(flags)
     self.log_path = os.path.join(workdir, f"server-{slug}.log")
     self.log = open(self.log_path, "w")
     self.process = subprocess.Popen(args, cwd=REPO, stdout=self.log,
@@ -253,6 +265,33 @@ def batching_text(params) -> str:
 def batching_label(params) -> str:
   return (f"batch{params['max_batch_size']}/{params['batch_timeout_micros']}us/"
           f"{params['num_batch_threads']}t")
+
+
+# Suggested fix, tried by monkeypatching (--suggestions): the Batcher runs each batch on
+# a persistent thread pool instead of a new threading.Thread per batch (TF's per-thread
+# eager state makes the first call on a fresh thread cost ~0.5 ms more CPU).
+PERSISTENT_BATCH_THREADS = """
+import concurrent.futures
+from serving import batching
+_pools = {}
+def _dispatch(self):
+  pool = _pools.setdefault(id(self._workers), concurrent.futures.ThreadPoolExecutor(
+      self._params.num_batch_threads, thread_name_prefix="batch"))
+  while True:
+    with self._lock:
+      while not self._queue and not self._closed:
+        self._lock.wait()
+      if self._closed and not self._queue:
+        return
+    self._workers.acquire()
+    with self._lock:
+      batch = self._take_batch()
+    if not batch:
+      self._workers.release()
+      continue
+    pool.submit(self._execute, batch)
+batching.Batcher._dispatch = _dispatch
+"""
 
 
 # ------------------------------------------------------------ load generator side --
@@ -569,7 +608,7 @@ class LoadPool:
         "p99_ms": float(np.percentile(ok, 99) * 1e3) if len(ok) else float("nan"),
         "cores": cores, "cpu_ms_per_request": per_request, "samples": samples,
         "per_10s": np.histogram(completions - t_measure,
-                                bins=np.arange(0, duration + 10, 10))[0].tolist()
+                                bins=np.arange(0, duration + 1e-9, 10))[0].tolist()
                    if duration >= 20 else [],
     }
 
@@ -770,6 +809,11 @@ def main():
                            "each)")
   parser.add_argument("--ceiling_sizes", default="8,32,64")
   parser.add_argument("--ceiling_rounds", type=int, default=20)
+  parser.add_argument("--suggestions", action="store_true",
+                      help="also measure the first --batching configuration with suggested "
+                           "server fixes monkeypatched in (persistent batch threads; "
+                           "--grpc_max_threads=64), against the unpatched servers")
+  parser.add_argument("--suggestion_rounds", type=int, default=2)
   parser.add_argument("--soak_seconds", type=float, default=60.0, help="0 skips the soak")
   parser.add_argument("--soak_config", type=int, default=0,
                       help="index into --batching of the soak's server")
@@ -799,6 +843,15 @@ def main():
     servers.append(ServerProcess("no batching", export_dir, workdir))
     for params in batchings:
       servers.append(ServerProcess(batching_label(params), export_dir, workdir, params))
+    trials = []
+    if args.suggestions and batchings:
+      label = batching_label(batchings[0])
+      trials = [ServerProcess(f"{label} +pool", export_dir, workdir, batchings[0],
+                              prelude=PERSISTENT_BATCH_THREADS),
+                ServerProcess(f"{label} +pool +grpc64", export_dir, workdir, batchings[0],
+                              flags=["--grpc_max_threads=64"],
+                              prelude=PERSISTENT_BATCH_THREADS)]
+      servers += trials
     pool = LoadPool(args.load_processes, queries, args.seed + 1)
     for server in servers:
       server.wait_ready()
@@ -835,7 +888,9 @@ def main():
 
     # 3. The load table: for each client count, every protocol against every server,
     # back to back; the order reversed every other round.
-    cells = [(n, kind, server) for n in clients for kind in protocols for server in servers]
+    main_servers = [s for s in servers if s not in trials]
+    cells = [(n, kind, server) for n in clients for kind in protocols
+             for server in main_servers]
     if not args.no_floor:
       cells += [(max(clients), kind, servers[0]) for kind in ("rest_status", "grpc_status")]
     runs = {}
@@ -857,6 +912,26 @@ def main():
           log(f"  errors: {result['error_samples']}")
     results["load"] = [summarize(key, rs) for key, rs in runs.items()]
 
+    # 5b. Suggested fixes, side by side with the unpatched servers.
+    if trials:
+      compared = [servers[0], servers[1]] + trials
+      cells = [(n, kind, server) for n in sorted({1, max(clients)})
+               for kind in ("rest_raw", "grpc") for server in compared]
+      runs = {}
+      for r in range(args.suggestion_rounds):
+        for n, kind, server in (cells if r % 2 == 0 else cells[::-1]):
+          before = server.metrics()
+          result = pool.run(kind, server, n, args.warmup, args.duration)
+          after = server.metrics()
+          result["server_metrics"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+          runs.setdefault((n, kind, server.label), []).append(result)
+          log(f"suggestions round {r + 1} {KINDS[kind]:18} {server.label:28} {n:3} clients: "
+              f"{result['throughput']:7.1f} req/s p50 {result['p50_ms']:6.2f} ms, server "
+              f"{result['cpu_ms_per_request']['server']:.2f} ms/req, other "
+              f"{result['cores']['other']:.2f} cores"
+              + (f", mean batch {mean_batch(result):.1f}" if server.batching else ""))
+      results["suggestions"] = [summarize(key, rs) for key, rs in runs.items()]
+
     # 6. Soak.
     if args.soak_seconds > 0:
       server = servers[1 + args.soak_config] if batchings else servers[0]
@@ -871,7 +946,7 @@ def main():
       log(f"soak: {result['throughput']:.1f} req/s, errors {result['errors_total']}, RSS "
           f"{rss[0]:.0f} -> {rss[-1]:.0f} MB ({result['rss_growth_pct']:+.1f}%)")
     results["final_rss_mb"] = {s.label: rss_mb(s.pid) for s in servers}
-    report(results, servers, clients, protocols)
+    report(results, main_servers, clients, protocols)
     if args.json:
       with open(args.json, "w") as f:
         json.dump(results, f, indent=1, default=_jsonable)
@@ -1002,6 +1077,25 @@ def report(results, servers, clients, protocols):
     if one:
       print(f"{KINDS[kind]}: 1-client p50 in the load table - in-process p50 = "
             f"{one['p50_ms'] - base:.2f} ms")
+  if "suggestions" in results:
+    print("\n### Suggested server fixes, monkeypatched in (--suggestions)\n")
+    by_key = {(r["clients"], r["kind"], r["server"]): r for r in results["suggestions"]}
+    labels = list(dict.fromkeys(r["server"] for r in results["suggestions"]))
+    rows = []
+    for kind in ("rest_raw", "grpc"):
+      for n in sorted({r["clients"] for r in results["suggestions"]}):
+        unbatched = by_key.get((n, kind, labels[0]))
+        for label in labels:
+          r = by_key.get((n, kind, label))
+          if r is None:
+            continue
+          rows.append([KINDS[kind], label, n, fmt(r["throughput"]), fmt(r["p50_ms"], 2),
+                       fmt(r["p99_ms"], 2), r["errors"],
+                       fmt(r["mean_batch"]) if label != labels[0] else "-",
+                       fmt(r["server_ms"], 2),
+                       fmt(r["throughput"] / unbatched["throughput"], 2) + "x"])
+    print_table(["client", "server", "clients", "req/s", "p50 ms", "p99 ms", "errors",
+                 "mean batch", "server CPU ms/req", "req/s / no batching"], rows)
   if "soak" in results:
     s = results["soak"]
     print(f"\n### Soak\n\nREST (httpx), {s['server']}, {s['clients']} clients, "
