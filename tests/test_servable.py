@@ -249,3 +249,16 @@ def test_wrong_dtype_or_rank_is_rejected(exports):
               {"user_id": tf.constant([["u001"]])}, {"filter": tf.constant("none")}):
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError, TypeError)):
       signature(**{**good, **bad})
+
+
+def test_export_writes_tf_serving_warmup_requests(exports):
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  path = os.path.join(exports["scann"], "assets.extra", "tf_serving_warmup_requests")
+  logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
+          for r in tf.data.TFRecordDataset(path)]
+  assert [tf.make_ndarray(log.predict_log.request.inputs["filter"]).tolist()
+          for log in logs] == [[b"none"], [b"strict"]]
+  # The model server replays them: the requests must be valid for the servable.
+  from serving.model_manager import LoadedVersion  # pylint: disable=g-import-not-at-top
+  from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
+  assert LoadedVersion("cr", 1, exports["scann"]).warm_up() == 2
