@@ -954,9 +954,12 @@ def main():
     if pool is not None:
       pool.close()
     for server in servers:
-      code = server.stop()
-      if code not in (0, None):
-        log(f"server {server.label} exited with {code}; log tail:\n{server.tail()}")
+      try:
+        code = server.stop()
+        if code not in (0, None):
+          log(f"server {server.label} exited with {code}; log tail:\n{server.tail()}")
+      except Exception as e:  # pylint: disable=broad-except
+        log(f"stopping server {server.label}: {type(e).__name__}: {e}")
     if args.keep_dir:
       log(f"kept {workdir}")
     else:

@@ -31,6 +31,10 @@ class Dispatcher:
     self._batchers: Dict[tuple, Batcher] = {}
     self._lock = threading.Lock()
     self._batch_workers = threading.Semaphore(batching.num_batch_threads if batching else 1)
+    # One pool for every batcher: num_batch_threads batches run at once server-wide.
+    self._batch_executor = (concurrent.futures.ThreadPoolExecutor(
+        max_workers=batching.num_batch_threads, thread_name_prefix="batch")
+                            if batching else None)
 
   def submit(self, loaded, signature: str, inputs: Tensors,
              output_filter: Optional[Sequence[str]] = None) -> concurrent.futures.Future:
@@ -88,7 +92,8 @@ class Dispatcher:
                                    "signature": key[2]}, size, metrics.BATCH_SIZE_BUCKETS)
 
         batcher = Batcher(lambda inputs: self._timed_run(loaded, signature, inputs),
-                          self._batching, self._batch_workers, on_batch)
+                          self._batching, self._batch_workers, on_batch,
+                          self._batch_executor)
         self._batchers[key] = batcher
       return batcher
 
@@ -113,6 +118,8 @@ class Dispatcher:
       self._batchers.clear()
     # Calls abandoned by a timeout may still be running: do not wait for them.
     self._executor.shutdown(wait=False, cancel_futures=True)
+    if self._batch_executor is not None:
+      self._batch_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def error_status(error: BaseException) -> str:

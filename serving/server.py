@@ -45,7 +45,9 @@ flags.DEFINE_integer("load_retry_interval_micros", 60_000_000, "Wait between loa
 flags.DEFINE_bool("enable_model_warmup", True,
                   "Replay assets.extra/tf_serving_warmup_requests before serving a version.")
 flags.DEFINE_string("saved_model_tags", "serve", "MetaGraphDef tags, comma-separated.")
-flags.DEFINE_integer("grpc_max_threads", 16, "gRPC worker threads.")
+flags.DEFINE_integer("grpc_max_threads", 64,
+                     "gRPC worker threads: concurrent gRPC requests in flight (with "
+                     "batching, the most requests one batch can gather from gRPC).")
 flags.DEFINE_bool("version", False, "Print versions and exit.")
 FLAGS = flags.FLAGS
 
