@@ -43,9 +43,8 @@ ratios are taken within the run:
    unbatched server, and the status calls; overhead = p50 - in-process p50.
 5. Batching: speed-up = req/s with batching / without at the largest N; the in-process
    ceiling is one batch-B call against B single calls (wall and CPU time).
-   --suggestions adds the first batching configuration with suggested server fixes
-   monkeypatched in at start-up (serving/ is not edited): persistent batch threads
-   (PERSISTENT_BATCH_THREADS below), and that plus --grpc_max_threads=64.
+   --suggestions adds the first batching configuration with --grpc_max_threads=16 (the
+   default before the benchmark's findings; 64 now) for comparison.
 6. Soak (--soak_seconds, 0 skips it): REST (httpx), the largest N, batching
    configuration --soak_config; errors, requests per 10 s, the server's VmRSS when the
    measured window starts (after at least 5 s of load) and when it ends.
@@ -165,10 +164,7 @@ def free_port() -> int:
 class ServerProcess:
   """`python -m serving.server` on free ports, with Prometheus metrics on."""
 
-  def __init__(self, label, base_path, workdir, batching=None, flags=(), prelude=None):
-    """prelude: Python code run in the server process before `serving.server.run()`
-    (the --suggestions experiments monkeypatch the server with it; serving/ is not
-    edited)."""
+  def __init__(self, label, base_path, workdir, batching=None, flags=()):
     self.label = label
     self.batching = batching
     self.grpc_port, self.rest_port = free_port(), free_port()
@@ -178,9 +174,7 @@ class ServerProcess:
     monitoring = os.path.join(workdir, "monitoring.config")
     with open(monitoring, "w") as f:
       f.write("prometheus_config { enable: true }\n")
-    launcher = (["-c", f"{prelude}\nfrom serving.server import run\nrun()"] if prelude
-                else ["-m", "serving.server"])
-    args = [sys.executable, *launcher, f"--model_name={MODEL}",
+    args = [sys.executable, "-m", "serving.server", f"--model_name={MODEL}",
             f"--model_base_path={base_path}", f"--port={self.grpc_port}",
             f"--rest_api_port={self.rest_port}", f"--monitoring_config_file={monitoring}"]
     if batching is not None:
@@ -267,33 +261,6 @@ def batching_label(params) -> str:
           f"{params['num_batch_threads']}t")
 
 
-# Since applied in serving/batching.py (the patch is now equivalent to the built-in code;
-# --suggestions still measures --grpc_max_threads variants).
-# Suggested fix, tried by monkeypatching (--suggestions): the Batcher runs each batch on
-# a persistent thread pool instead of a new threading.Thread per batch (TF's per-thread
-# eager state makes the first call on a fresh thread cost ~0.5 ms more CPU).
-PERSISTENT_BATCH_THREADS = """
-import concurrent.futures
-from serving import batching
-_pools = {}
-def _dispatch(self):
-  pool = _pools.setdefault(id(self._workers), concurrent.futures.ThreadPoolExecutor(
-      self._params.num_batch_threads, thread_name_prefix="batch"))
-  while True:
-    with self._lock:
-      while not self._queue and not self._closed:
-        self._lock.wait()
-      if self._closed and not self._queue:
-        return
-    self._workers.acquire()
-    with self._lock:
-      batch = self._take_batch()
-    if not batch:
-      self._workers.release()
-      continue
-    pool.submit(self._execute, batch)
-batching.Batcher._dispatch = _dispatch
-"""
 
 
 # ------------------------------------------------------------ load generator side --
@@ -812,9 +779,8 @@ def main():
   parser.add_argument("--ceiling_sizes", default="8,32,64")
   parser.add_argument("--ceiling_rounds", type=int, default=20)
   parser.add_argument("--suggestions", action="store_true",
-                      help="also measure the first --batching configuration with suggested "
-                           "server fixes monkeypatched in (persistent batch threads; "
-                           "--grpc_max_threads=64), against the unpatched servers")
+                      help="also measure the first --batching configuration with "
+                           "--grpc_max_threads=16 (the old default) against 64 (the default)")
   parser.add_argument("--suggestion_rounds", type=int, default=2)
   parser.add_argument("--soak_seconds", type=float, default=60.0, help="0 skips the soak")
   parser.add_argument("--soak_config", type=int, default=0,
@@ -848,11 +814,10 @@ def main():
     trials = []
     if args.suggestions and batchings:
       label = batching_label(batchings[0])
-      trials = [ServerProcess(f"{label} +pool", export_dir, workdir, batchings[0],
-                              prelude=PERSISTENT_BATCH_THREADS),
-                ServerProcess(f"{label} +pool +grpc64", export_dir, workdir, batchings[0],
-                              flags=["--grpc_max_threads=64"],
-                              prelude=PERSISTENT_BATCH_THREADS)]
+      # The persistent batch pool and 64 gRPC threads are built in now; this compares
+      # the thread count against the old default of 16.
+      trials = [ServerProcess(f"{label} +grpc16", export_dir, workdir, batchings[0],
+                              flags=["--grpc_max_threads=16"])]
       servers += trials
     pool = LoadPool(args.load_processes, queries, args.seed + 1)
     for server in servers:
@@ -1083,7 +1048,7 @@ def report(results, servers, clients, protocols):
       print(f"{KINDS[kind]}: 1-client p50 in the load table - in-process p50 = "
             f"{one['p50_ms'] - base:.2f} ms")
   if "suggestions" in results:
-    print("\n### Suggested server fixes, monkeypatched in (--suggestions)\n")
+    print("\n### gRPC thread count, 16 against the default 64 (--suggestions)\n")
     by_key = {(r["clients"], r["kind"], r["server"]): r for r in results["suggestions"]}
     labels = list(dict.fromkeys(r["server"] for r in results["suggestions"]))
     rows = []
