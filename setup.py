@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "starlette>=0.40",
     "uvicorn>=0.30",
     "grpcio>=1.60",
+    "matplotlib>=3.8",  # tfcr-eval plots
 ]
 
 EXTRAS_REQUIRE = {
@@ -38,5 +39,6 @@ setuptools.setup(
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": ["tfcr-train=trainer.train:run",
                                        "tfcr-export=serving.export:run",
-                                       "tfcr-serve=serving.server:run"]},
+                                       "tfcr-serve=serving.server:run",
+                                       "tfcr-eval=trainer.evaluate:run"]},
 )

@@ -1,0 +1,354 @@
+"""run_comparison(options): the library entry point behind `tfcr-eval`.
+
+1. Resolves the CR and LR training configurations (from the given model dirs, or from
+   one template with `model` set to cr and lr) and checks they differ only in the model.
+2. Loads and prepares the data once: the same split, queries and exclusions for all.
+3. Trains the models not given (OUTPUT_DIR/models/{cr,lr}), exports both as servables
+   (OUTPUT_DIR/exports/{cr,lr}/<version>).
+4. Answers the test queries with INDEX, LR, LR + filter, CR and CR + filter (servable
+   calls in batches), measures single-row latency on a sample, computes the metrics with
+   bootstrap confidence intervals, and writes results.{md,csv,json} and the plots.
+"""
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from typing import Dict, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from tfcr.comparison import metrics as metrics_lib
+from tfcr.comparison.baselines import PopularityIndex
+from tfcr.comparison.bootstrap import Resamples, interval_of_samples
+from tfcr.comparison.queries import Queries, build_queries
+from tfcr.config import ConfigError, TrainConfig
+
+METHODS = ("INDEX", "LR", "LR+filter", "CR", "CR+filter")
+# method -> (model, servable filter); INDEX has no servable.
+SERVED = {"LR": ("lr", "none"), "LR+filter": ("lr", "strict"),
+          "CR": ("cr", "none"), "CR+filter": ("cr", "strict")}
+K = 100
+RECALL_KS = (10, 50, 100)
+TOPIC_MATCH_KS = (10, 100)
+NDCG_K = 100
+CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
+# Training settings that may differ between the two compared runs: everything else
+# (data, split, sizes, optimisation, seed, condition) must be identical.
+MAY_DIFFER = ("model", "model_dir", "data_dir", "verbose", "export_dir", "export_index")
+
+
+@dataclasses.dataclass
+class ComparisonOptions:
+  """train: the template training configuration (its `model` and `model_dir` are set per
+  model); cr_model_dir / lr_model_dir: trained runs to load instead of training;
+  explicit_fields: training fields the user set explicitly, checked against loaded runs."""
+  train: TrainConfig
+  output_dir: str
+  cr_model_dir: str = ""
+  lr_model_dir: str = ""
+  index: str = "scann"
+  bootstrap_samples: int = 1000
+  confidence: float = 0.95
+  latency_queries: int = 300
+  batch_queries: int = 256
+  explicit_fields: Sequence[str] = ()
+  command: str = ""
+
+
+@dataclasses.dataclass
+class MethodOutput:
+  """What one method returned for every query: rows [Q, K] item rows (-1 padding),
+  scanned [Q] candidates scanned, latency_ms [L] single-row call times (None: no servable)."""
+  rows: np.ndarray
+  scanned: np.ndarray
+  latency_ms: Optional[np.ndarray] = None
+
+
+def _read_config(model_dir: str, model: str) -> TrainConfig:
+  path = os.path.abspath(os.path.expanduser(model_dir))
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isdir(path):
+    raise ConfigError(f"--{model}_model_dir={path} does not exist.")
+  if not os.path.exists(config_path):
+    raise ConfigError(f"--{model}_model_dir={path} holds no trained model (no config.json); "
+                      f"train one with tfcr-train or leave the flag out to train here.")
+  with open(config_path) as f:
+    config = TrainConfig.from_dict(json.load(f))
+  if config.model != model:
+    raise ConfigError(f"--{model}_model_dir={path} holds a {config.model.upper()} model, "
+                      f"not {model.upper()}.")
+  if not os.path.exists(os.path.join(path, "metrics.json")):
+    raise ConfigError(f"--{model}_model_dir={path} holds an unfinished training run (no "
+                      f"metrics.json); finish it with tfcr-train --model_dir={path}.")
+  return dataclasses.replace(config, model_dir=path)
+
+
+def resolve_configs(options: ComparisonOptions) -> Dict[str, TrainConfig]:
+  """{"cr": config, "lr": config}, resolved; raises ConfigError on any mismatch."""
+  given = {m: d for m, d in (("cr", options.cr_model_dir), ("lr", options.lr_model_dir)) if d}
+  loaded = {m: _read_config(d, m) for m, d in given.items()}
+  for model, config in loaded.items():
+    if "data_dir" in options.explicit_fields:  # the data may have moved since training
+      loaded[model] = config = dataclasses.replace(config, data_dir=options.train.data_dir)
+    differing = [f for f in options.explicit_fields
+                 if f != "data_dir" and getattr(config, f) != getattr(options.train, f)
+                 and not (f == "condition_feature" and options.train.condition_feature is None)]
+    if differing:
+      details = ", ".join(f"--{f}={getattr(options.train, f)} vs {getattr(config, f)}"
+                          for f in differing)
+      raise ConfigError(f"--{model}_model_dir={config.model_dir} was trained with other "
+                        f"settings than the flags ask ({details}); drop those flags or "
+                        f"train new models.")
+  template = next(iter(loaded.values()), options.train)
+  configs = {}
+  for model in ("cr", "lr"):
+    if model in loaded:
+      configs[model] = loaded[model].resolved()
+    else:
+      configs[model] = dataclasses.replace(
+          template, model=model, verbose=options.train.verbose, export_dir="",
+          model_dir=os.path.join(options.output_dir, "models", model)).resolved()
+  differing = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in MAY_DIFFER
+               and getattr(configs["cr"], f.name) != getattr(configs["lr"], f.name)]
+  if differing:
+    details = ", ".join(f"{f}: {getattr(configs['cr'], f)} vs {getattr(configs['lr'], f)}"
+                        for f in differing)
+    raise ConfigError(f"The CR and LR runs differ in more than the model ({details}); "
+                      f"compare runs trained with the same data, split, sizes and seed.")
+  return configs
+
+
+def _check_options(options: ComparisonOptions) -> None:
+  if options.index not in ("scann", "brute_force"):
+    raise ConfigError(f"Unknown --index={options.index!r}; valid values: scann, brute_force.")
+  if options.bootstrap_samples < 1:
+    raise ConfigError(f"--bootstrap_samples must be >= 1, got {options.bootstrap_samples}.")
+  if not 0 < options.confidence < 1:
+    raise ConfigError(f"--confidence must be in (0, 1), got {options.confidence}.")
+  if options.latency_queries < 0:
+    raise ConfigError(f"--latency_queries must be >= 0, got {options.latency_queries}.")
+  if options.batch_queries < 1:
+    raise ConfigError(f"--batch_queries must be >= 1, got {options.batch_queries}.")
+  if not options.output_dir:
+    raise ConfigError("--output_dir is required: models, exports and results go there.")
+
+
+def _make_output_dir(path: str) -> None:
+  try:
+    os.makedirs(path, exist_ok=True)
+    tempfile.NamedTemporaryFile(dir=path).close()
+  except OSError as e:
+    raise ConfigError(f"--output_dir={path} is not writable: {e.strerror}.") from None
+
+
+def method_metrics(output: MethodOutput, queries: Queries, membership: np.ndarray,
+                   num_items: int, resamples: Resamples, seed: int):
+  """{metric name: Interval} for one method, plus its curves {name: {k: Interval}}."""
+  positions = metrics_lib.hit_positions(output.rows, queries.targets)
+  matches = metrics_lib.condition_matches(output.rows, queries.conditions, membership)
+  result = {}
+  for k in RECALL_KS:
+    result[f"recall@{k}"] = resamples.mean(metrics_lib.recall_per_query(positions, k))
+  result[f"ndcg@{NDCG_K}"] = resamples.mean(metrics_lib.ndcg_per_query(positions, NDCG_K))
+  for k in TOPIC_MATCH_KS:
+    result[f"topic_match@{k}"] = resamples.mean(
+        metrics_lib.topic_match_per_query(matches, output.rows, k))
+  result["scanned_median"] = resamples.quantile(output.scanned, 0.5)
+  result["scanned_p90"] = resamples.quantile(output.scanned, 0.9)
+  if output.latency_ms is not None and len(output.latency_ms):
+    for name, q in (("latency_p50_ms", 0.5), ("latency_p99_ms", 0.99)):
+      result[name] = interval_of_samples(output.latency_ms,
+                                         lambda v, q=q: np.quantile(v, q, axis=-1),
+                                         resamples.samples, seed, resamples.level)
+  else:
+    result["latency_p50_ms"] = result["latency_p99_ms"] = None
+  result[f"coverage@{K}"] = resamples.coverage(output.rows, num_items, K)
+  curves = {
+      "recall": {k: resamples.mean(metrics_lib.recall_per_query(positions, k))
+                 for k in CURVE_KS},
+      "topic_match": {k: resamples.mean(metrics_lib.topic_match_per_query(
+          matches, output.rows, k)) for k in CURVE_KS}}
+  return result, curves
+
+
+def paired_comparisons(outputs: Dict[str, MethodOutput], queries: Queries,
+                       membership: np.ndarray, resamples: Resamples):
+  """The paper's claims as paired differences / ratios with confidence intervals."""
+  def per_query(method, metric, k):
+    out = outputs[method]
+    positions = metrics_lib.hit_positions(out.rows, queries.targets)
+    if metric == "recall":
+      return metrics_lib.recall_per_query(positions, k)
+    matches = metrics_lib.condition_matches(out.rows, queries.conditions, membership)
+    return metrics_lib.topic_match_per_query(matches, out.rows, k)
+
+  rows = []
+  for a, b, metric in (("CR", "LR", "topic_match"), ("CR", "LR+filter", "recall"),
+                       ("CR", "INDEX", "recall"), ("CR+filter", "LR+filter", "recall")):
+    interval = resamples.mean_difference(per_query(a, metric, K), per_query(b, metric, K))
+    rows.append({"name": f"{metric}@{K}: {a} - {b}", "kind": "difference",
+                 **interval.to_dict()})
+  for q, label in ((0.5, "median"), (0.9, "p90")):
+    interval = resamples.quantile_ratio(outputs["CR+filter"].scanned,
+                                        outputs["LR+filter"].scanned, q)
+    rows.append({"name": f"scanned {label}: CR+filter / LR+filter", "kind": "ratio",
+                 **interval.to_dict()})
+  return rows
+
+
+def machine_description() -> Dict[str, object]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cpu = platform.processor() or "unknown"
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    cpu = names[0] if names else cpu
+  except OSError:
+    pass
+  memory = None
+  try:
+    memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+  except (ValueError, OSError, AttributeError):
+    pass
+  return {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_gib": memory,
+          "platform": platform.platform(), "python": platform.python_version(),
+          "tensorflow": tf.__version__,
+          "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def run_comparison(options: ComparisonOptions) -> dict:
+  """Runs the whole comparison (module docstring); returns the results written to
+  OUTPUT_DIR/results.json. Raises ConfigError on bad options (before writing anything)."""
+  from tfcr.comparison import plots, report  # pylint: disable=g-import-not-at-top
+  from tfcr.data.prepare import prepare  # pylint: disable=g-import-not-at-top
+  from tfcr.data.sources import load_dataset  # pylint: disable=g-import-not-at-top
+  from tfcr.model_io import Vocabularies  # pylint: disable=g-import-not-at-top
+
+  started = time.perf_counter()
+  timings = {}
+  _check_options(options)
+  options = dataclasses.replace(
+      options, output_dir=os.path.abspath(os.path.expanduser(options.output_dir)))
+  configs = resolve_configs(options)
+  config = configs["cr"]
+  logging.info("Loading %s (condition feature %r)", config.dataset, config.condition_feature)
+  data = load_dataset(config)
+  prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
+  for model in ("cr", "lr"):
+    if getattr(options, f"{model}_model_dir"):
+      trained_on = Vocabularies.load(configs[model].model_dir).item_ids.astype(str)
+      if not np.array_equal(trained_on, np.asarray(prepared.data.catalog.item_id).astype(str)):
+        raise ConfigError(f"--{model}_model_dir={configs[model].model_dir} was trained on "
+                          f"another catalog than {config.dataset} gives now.")
+  queries = build_queries(prepared, config.seed)
+  _make_output_dir(options.output_dir)
+  timings["load_data"] = time.perf_counter() - started
+
+  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
+  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  export_paths = {}
+  for model in ("cr", "lr"):
+    if not getattr(options, f"{model}_model_dir"):
+      logging.info("Training %s: %d epochs into %s", model.upper(), configs[model].epochs,
+                   configs[model].model_dir)
+      start = time.perf_counter()
+      train_and_evaluate(configs[model], data=data)
+      timings[f"train_{model}"] = time.perf_counter() - start
+      logging.info("Trained %s in %.1f s", model.upper(), timings[f"train_{model}"])
+    start = time.perf_counter()
+    export_paths[model] = export_servable(
+        configs[model].model_dir, os.path.join(options.output_dir, "exports", model),
+        index=options.index, max_k=K)
+    timings[f"export_{model}"] = time.perf_counter() - start
+    logging.info("Exported %s (%s) to %s in %.1f s", model.upper(), options.index,
+                 export_paths[model], timings[f"export_{model}"])
+
+  k = min(K, prepared.num_items)
+  start = time.perf_counter()
+  logging.info("Answering %d test queries with INDEX", len(queries))
+  membership = prepared.conditions.membership()
+  index_rows, index_scanned = PopularityIndex(
+      prepared.conditions, prepared.train.item_index).retrieve_all(queries, k)
+  outputs = {"INDEX": MethodOutput(index_rows, index_scanned)}
+  rng = np.random.default_rng(config.seed)
+  latency_sample = np.sort(rng.choice(len(queries), min(options.latency_queries,
+                                                        len(queries)), replace=False))
+  item_ids = np.asarray(prepared.data.catalog.item_id)
+  from tfcr.comparison.servable_runner import ServableClient  # pylint: disable=g-import-not-at-top
+  clients = {m: ServableClient(export_paths[m], item_ids) for m in ("cr", "lr")}
+  for method, (model, filter_) in SERVED.items():
+    logging.info("Answering %d test queries with %s", len(queries), method)
+    step = max(options.batch_queries, len(queries) // 4 // options.batch_queries
+               * options.batch_queries)
+
+    def progress(done, method=method, step=step):
+      if done % step == 0 or done == len(queries):
+        logging.info("  %s: %d/%d queries", method, done, len(queries))
+
+    rows, servable_match, scanned = clients[model].run_batched(
+        queries, k, filter_, options.batch_queries, progress)
+    ours = metrics_lib.condition_matches(rows, queries.conditions, membership)
+    if not np.array_equal(ours, servable_match):
+      logging.warning("%s: the servable's condition_match disagrees with the catalog on "
+                      "%d results", method, int((ours != servable_match).sum()))
+    latency = None
+    if len(latency_sample):
+      latency = clients[model].measure_latency(queries, latency_sample, k, filter_)
+    outputs[method] = MethodOutput(rows, scanned, latency)
+  timings["answer_queries"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  logging.info("Bootstrapping %d resamples of %d queries", options.bootstrap_samples,
+               len(queries))
+  resamples = Resamples(len(queries), options.bootstrap_samples, config.seed,
+                        options.confidence)
+  method_results, curves = {}, {"recall": {}, "topic_match": {}}
+  for method in METHODS:
+    values, method_curves = method_metrics(outputs[method], queries, membership,
+                                           prepared.num_items, resamples, config.seed)
+    method_results[method] = {name: (v.to_dict() if v is not None else None)
+                              for name, v in values.items()}
+    for curve, points in method_curves.items():
+      curves[curve][method] = {str(kk): v.to_dict() for kk, v in points.items()}
+  comparisons = paired_comparisons(outputs, queries, membership, resamples)
+  timings["bootstrap"] = time.perf_counter() - start
+
+  results = {
+      "command": options.command,
+      "output_dir": options.output_dir,
+      "dataset": config.dataset,
+      "condition_feature": config.condition_feature,
+      "seed": config.seed,
+      "index": options.index,
+      "k": k,
+      "num_items": prepared.num_items,
+      "num_users": prepared.num_users,
+      "num_train_interactions": int(len(prepared.train)),
+      "num_queries": len(queries),
+      "num_skipped_queries": queries.num_skipped,
+      "num_conditions": int(prepared.conditions.vocabulary_size - 2),
+      "bootstrap": {"samples": options.bootstrap_samples, "confidence": options.confidence,
+                    "unit": "test query", "seed": config.seed},
+      "latency_queries": int(len(latency_sample)),
+      "methods": method_results,
+      "curves": curves,
+      "comparisons": comparisons,
+      "scanned_per_query": {m: outputs[m].scanned.tolist() for m in METHODS},
+      "models": {m: json.loads(configs[m].to_json()) for m in ("cr", "lr")},
+      "export_paths": export_paths,
+      "timings_seconds": timings,
+      "machine": machine_description(),
+  }
+  start = time.perf_counter()
+  plots.write_all(results, options.output_dir)
+  timings["plots"] = time.perf_counter() - start
+  timings["total"] = time.perf_counter() - started
+  report.write_all(results, options.output_dir)
+  logging.info("Wrote %s in %.1f s", os.path.join(options.output_dir, "results.md"),
+               results["timings_seconds"]["total"])
+  return results

@@ -1,0 +1,175 @@
+r"""Compares INDEX, LR, LR + filter, CR and CR + filter: `python -m trainer.evaluate`
+or `tfcr-eval`.
+
+Trains an LR and a CR model with identical data, split, sizes and seed (or loads them
+with --cr_model_dir / --lr_model_dir / --model_dirs), exports both as servables, answers
+the same test queries with the five methods and writes results.md, results.csv,
+results.json and PNG plots to --output_dir. Every metric has a bootstrap confidence
+interval over test queries. docs/results.md shows the output for MovieLens-100k.
+
+  tfcr-eval --dataset=movielens-100k --output_dir=runs/eval-genres
+  tfcr-eval --dataset=movielens-100k --condition_feature=decade --output_dir=runs/eval-decade
+  tfcr-eval --cr_model_dir=runs/cr --lr_model_dir=runs/lr --output_dir=runs/eval
+"""
+
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides progress
+
+from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+
+from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
+
+_DEFAULTS = TrainConfig()
+_TRAIN_HELP = " (training; as tfcr-train; ignored when the model dirs are given)"
+
+flags.DEFINE_string("output_dir", None,
+                    "Where results.{md,csv,json}, the plots, and the trained models "
+                    "(models/{cr,lr}) and servables (exports/{cr,lr}/<version>) go.")
+flags.DEFINE_string("cr_model_dir", None,
+                    "A finished tfcr-train --model=cr run to load instead of training CR.")
+flags.DEFINE_string("lr_model_dir", None,
+                    "A finished tfcr-train --model=lr run to load instead of training LR.")
+flags.DEFINE_list("model_dirs", [],
+                  "Comma-separated finished runs (their config.json says which is CR and "
+                  "which LR); the same as --cr_model_dir and --lr_model_dir.")
+flags.DEFINE_enum("index", "scann", ["scann", "brute_force"],
+                  "Index of the exported servables the queries go through.")
+flags.DEFINE_integer("bootstrap_samples", 1000,
+                     "Bootstrap resamples of the test queries for the confidence intervals.")
+flags.DEFINE_float("confidence", 0.95, "Level of the bootstrap confidence intervals.")
+flags.DEFINE_integer("latency_queries", 300,
+                     "Test queries (a seeded sample) timed with single-row servable calls "
+                     "per method; 0 skips latency.")
+flags.DEFINE_integer("batch_queries", 256,
+                     "Queries per servable call when computing the metrics.")
+
+# Training flags, passed through to the models trained here (see tfcr-train --helpfull).
+flags.DEFINE_string("dataset", _DEFAULTS.dataset,
+                    "movielens-100k, synthetic or tfds:<name>" + _TRAIN_HELP)
+flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Where data sets are cached.")
+flags.DEFINE_string("condition_feature", None,
+                    "Item-side categorical feature used as the condition, e.g. genres or "
+                    "decade (derived from the release year) on MovieLens, topics on "
+                    "synthetic. Default: the data set's natural one" + _TRAIN_HELP)
+flags.DEFINE_integer("embedding_dim", _DEFAULTS.embedding_dim,
+                     "Embedding size" + _TRAIN_HELP)
+flags.DEFINE_list("hidden_units", [str(h) for h in _DEFAULTS.hidden_units],
+                  "MLP layer sizes of each tower" + _TRAIN_HELP)
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs" + _TRAIN_HELP)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Examples per batch" + _TRAIN_HELP)
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate" + _TRAIN_HELP)
+flags.DEFINE_bool("normalize_embeddings", _DEFAULTS.normalize_embeddings,
+                  "L2-normalise both towers' outputs" + _TRAIN_HELP)
+flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Softmax temperature" + _TRAIN_HELP)
+flags.DEFINE_integer("extra_negatives", _DEFAULTS.extra_negatives,
+                     "Uniform extra negatives per batch" + _TRAIN_HELP)
+flags.DEFINE_integer("seed", _DEFAULTS.seed,
+                     "Seed of training, of the test queries' conditions, of the latency "
+                     "sample and of the bootstrap resamples.")
+flags.DEFINE_float("min_rating", None, "Only ratings >= this are positives" + _TRAIN_HELP)
+flags.DEFINE_integer("test_per_user", _DEFAULTS.test_per_user,
+                     "Each user's last N interactions are the test set" + _TRAIN_HELP)
+flags.DEFINE_integer("synthetic_users", _DEFAULTS.synthetic_users, "Synthetic: users.")
+flags.DEFINE_integer("synthetic_items", _DEFAULTS.synthetic_items, "Synthetic: items.")
+flags.DEFINE_integer("synthetic_conditions", _DEFAULTS.synthetic_conditions,
+                     "Synthetic: distinct condition values.")
+flags.DEFINE_integer("synthetic_interactions", _DEFAULTS.synthetic_interactions,
+                     "Synthetic: interactions.")
+flags.DEFINE_integer("verbose", 0, "Keras progress while training: 0 silent, 2 one line "
+                     "per epoch (phases are logged either way).")
+flags.mark_flag_as_required("output_dir")
+
+FLAGS = flags.FLAGS
+
+TRAIN_FIELDS = ("dataset", "condition_feature", "embedding_dim", "hidden_units", "epochs",
+                "batch_size", "learning_rate", "normalize_embeddings", "temperature",
+                "extra_negatives", "seed", "min_rating", "test_per_user", "synthetic_users",
+                "synthetic_items", "synthetic_conditions", "synthetic_interactions")
+
+
+class FlagError(ValueError):
+  """A bad flag value, reported in one line."""
+
+
+def _train_config() -> TrainConfig:
+  try:
+    hidden_units = tuple(int(h) for h in FLAGS.hidden_units)
+  except ValueError:
+    raise FlagError(f"--hidden_units must be integers, got {FLAGS.hidden_units}.") from None
+  values = {name: getattr(FLAGS, name) for name in TRAIN_FIELDS}
+  values.update(hidden_units=hidden_units, data_dir=FLAGS.data_dir, verbose=FLAGS.verbose,
+                model_dir="(set per model)")
+  return TrainConfig(**values)
+
+
+def _model_dirs():
+  """(cr_model_dir, lr_model_dir) from --cr/lr_model_dir and --model_dirs."""
+  import json  # pylint: disable=g-import-not-at-top
+  dirs = {"cr": FLAGS.cr_model_dir or "", "lr": FLAGS.lr_model_dir or ""}
+  if FLAGS.model_dirs:
+    if any(dirs.values()):
+      raise FlagError("Use either --model_dirs or --cr_model_dir/--lr_model_dir, not both.")
+    for path in FLAGS.model_dirs:
+      config_path = os.path.join(os.path.expanduser(path), "config.json")
+      try:
+        with open(config_path) as f:
+          model = json.load(f).get("model")
+      except (OSError, ValueError):
+        raise FlagError(f"--model_dirs: {path} holds no trained model (no readable "
+                        f"config.json).") from None
+      if model not in dirs:
+        raise FlagError(f"--model_dirs: {path} holds an unknown model {model!r}.")
+      if dirs[model]:
+        raise FlagError(f"--model_dirs names two {model.upper()} runs ({dirs[model]}, "
+                        f"{path}); give one CR and one LR run.")
+      dirs[model] = path
+  return dirs["cr"], dirs["lr"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"tfcr-eval: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+    return 2
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.INFO)
+  from tfcr.comparison.pipeline import ComparisonOptions, run_comparison  # pylint: disable=g-import-not-at-top
+  from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
+  from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top
+  try:
+    cr_model_dir, lr_model_dir = _model_dirs()
+    options = ComparisonOptions(
+        train=_train_config(), output_dir=FLAGS.output_dir, cr_model_dir=cr_model_dir,
+        lr_model_dir=lr_model_dir, index=FLAGS.index,
+        bootstrap_samples=FLAGS.bootstrap_samples, confidence=FLAGS.confidence,
+        latency_queries=FLAGS.latency_queries, batch_queries=FLAGS.batch_queries,
+        explicit_fields=tuple(f for f in TRAIN_FIELDS + ("data_dir",) if FLAGS[f].present),
+        command=" ".join(shlex.quote(a) for a in ["tfcr-eval"] + sys.argv[1:]))
+    results = run_comparison(options)
+  except (FlagError, ConfigError, DataUnavailableError) as e:
+    print(f"tfcr-eval: error: {e}", file=sys.stderr)
+    return 2
+  with open(os.path.join(results["output_dir"], "results.md")) as f:
+    print(f.read())
+  return 0
+
+
+def _parse_flags(argv):
+  """absl's parsing, but a bad flag is one line on stderr and exit code 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f"tfcr-eval: error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run():
+  """Console-script entry point (`tfcr-eval`)."""
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()
