@@ -1,0 +1,101 @@
+"""tfcr.data.dataframes: pandas tables -> RecData, and training on them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfcr.config import TrainConfig
+from tfcr.data.dataframes import from_dataframes, split_values, to_dataframes
+from tfcr.data.prepare import prepare
+
+
+def _frames():
+  interactions = pd.DataFrame({
+      "user_id": [1, 1, 2, 2, 3, 3, 3, 9],          # user 9 is not in the users table
+      "item_id": ["a", "b", "b", "c", "a", "c", "zz", "a"],  # zz is not in the items table
+      "timestamp": pd.to_datetime(["2024-01-0%d" % d for d in range(1, 9)]),
+  })
+  items = pd.DataFrame({
+      "item_id": ["a", "b", "c", "d"],
+      "name": ["Apple", "Bread", "Cheese", None],
+      "category": ["fruit|fresh", ["bakery"], np.nan, "deli | fresh "],
+      "brand": ["acme", "acme", "bolt", 7],
+  })
+  users = pd.DataFrame({"user_id": ["1", "2", "3"], "country": ["fr", "de", None]})
+  return interactions, items, users
+
+
+def test_split_values():
+  assert split_values("a|b| |c") == ["a", "b", "c"]
+  assert split_values(["x", None, "y"]) == ["x", "y"]
+  assert split_values(float("nan")) == []
+  assert split_values(1990) == ["1990"]
+  assert split_values("a,b", sep=",") == ["a", "b"]
+  assert split_values("a|b", sep=None) == ["a|b"]
+
+
+def test_from_dataframes_tables_ids_and_attributes():
+  interactions, items, users = _frames()
+  data = from_dataframes(interactions, items, users, title="name", name="shop")
+  assert data.name == "shop"
+  assert list(data.users.user_id) == ["1", "2", "3"]
+  assert list(data.users.features["country"]) == ["fr", "de", ""]
+  assert list(data.catalog.item_id) == ["a", "b", "c", "d"]
+  assert list(data.catalog.title) == ["Apple", "Bread", "Cheese", ""]
+  assert sorted(data.catalog.features) == ["brand", "category"]
+  assert data.catalog.features["category"].to_lists() == [
+      ["fruit", "fresh"], ["bakery"], [], ["deli", "fresh"]]
+  assert data.catalog.features["brand"].to_lists() == [["acme"], ["acme"], ["bolt"], ["7"]]
+  # The interactions of user 9 and item zz are dropped; the rest map to table rows.
+  assert len(data.interactions) == 6
+  assert data.users.user_id[data.interactions.user_index].tolist() == ["1", "1", "2", "2",
+                                                                      "3", "3"]
+  assert data.catalog.item_id[data.interactions.item_index].tolist() == ["a", "b", "b", "c",
+                                                                        "a", "c"]
+  assert np.all(np.diff(data.interactions.timestamp) > 0)  # datetimes became seconds
+  assert np.all(data.interactions.rating == 1.0)
+
+
+def test_defaults_without_users_table_timestamp_or_title():
+  interactions = pd.DataFrame({"user": ["u2", "u1", "u2"], "item": [10, 11, 10],
+                               "stars": [5, 3, 4]})
+  items = pd.DataFrame({"item": [10, 11], "tags": ["x;y", "y"]})
+  data = from_dataframes(interactions, items, user_id="user", item_id="item",
+                         rating="stars", sep={"tags": ";"})
+  assert list(data.users.user_id) == ["u2", "u1"]
+  assert data.users.features == {}
+  assert list(data.catalog.title) == ["10", "11"]
+  assert list(data.interactions.timestamp) == [0, 1, 2]  # row order
+  assert list(data.interactions.rating) == [5.0, 3.0, 4.0]
+  assert data.catalog.features["tags"].to_lists() == [["x", "y"], ["y"]]
+
+
+def test_missing_columns_are_named():
+  interactions, items, _ = _frames()
+  with pytest.raises(ValueError, match="no 'item_id' column"):
+    from_dataframes(interactions, items.rename(columns={"item_id": "id"}))
+  with pytest.raises(ValueError, match="no 'colour' column"):
+    from_dataframes(interactions, items, attributes=["colour"])
+  with pytest.raises(ValueError, match="no interaction"):
+    from_dataframes(interactions.assign(item_id="nope"), items)
+
+
+def test_round_trip_and_a_new_condition_type_is_trainable(tmp_path):
+  from tfcr.data import synthetic  # pylint: disable=g-import-not-at-top
+  source = synthetic.generate(n_users=60, n_items=80, n_conditions=5, n_interactions=1200,
+                              seed=3)
+  interactions, items, users = to_dataframes(source)
+  # A new attribute, never used by the generator: a brand per item.
+  items["brand"] = ["brand_%d" % (i % 4) for i in range(len(items))]
+  data = from_dataframes(interactions, items, users, title="title", year="year")
+  assert len(data.interactions) == len(source.interactions)
+  assert data.catalog.features["topics"].to_lists() == source.catalog.features["topics"].to_lists()
+  np.testing.assert_array_equal(data.catalog.year, source.catalog.year)
+  prepared = prepare(data, "brand")
+  assert list(prepared.conditions.vocabulary[2:]) == ["brand_0", "brand_1", "brand_2",
+                                                      "brand_3"]
+  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  metrics = train_and_evaluate(TrainConfig(dataset="synthetic", condition_feature="brand",
+                                           epochs=1, batch_size=128, verbose=0,
+                                           model_dir=str(tmp_path / "cr")), data=data)
+  assert 0.0 <= metrics["topic_match@10"] <= 1.0
