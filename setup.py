@@ -18,10 +18,13 @@ INSTALL_REQUIRES = [
     "uvicorn>=0.30",
     "grpcio>=1.60",
     "matplotlib>=3.8",  # tfcr-eval plots
+    "pandas>=2",  # tfcr.data.dataframes: your own data as DataFrames
+    "requests>=2.28",  # tfcr.client: the model server's REST API
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest>=8", "httpx>=0.27"],
+    "test": ["pytest>=8", "httpx>=0.27",
+             "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],  # runs notebooks/
 }
 
 setuptools.setup(
