@@ -12,6 +12,7 @@ interval over test queries. docs/results.md shows the output for MovieLens-100k.
   tfcr-eval --cr_model_dir=runs/cr --lr_model_dir=runs/lr --output_dir=runs/eval
 """
 
+import logging as std_logging
 import os
 import shlex
 import sys
@@ -130,12 +131,22 @@ def _model_dirs():
   return dirs["cr"], dirs["lr"]
 
 
+def _progress_only(record) -> bool:
+  """Keeps warnings and errors, and INFO lines logged by tfcr itself."""
+  return (record.levelno >= std_logging.WARNING
+          or f"{os.sep}tfcr{os.sep}" in record.pathname
+          or f"{os.sep}trainer{os.sep}" in record.pathname)
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"tfcr-eval: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     return 2
   if not FLAGS["verbosity"].present:
+    # Progress lines of tfcr at INFO; TensorFlow's and TFDS's INFO chatter (checkpoint
+    # sharding, SavedModel tracing) would drown them.
     logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_progress_only)
   from tfcr.comparison.pipeline import ComparisonOptions, run_comparison  # pylint: disable=g-import-not-at-top
   from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
   from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,197 @@
+"""The comparison's parts on hand-worked cases: metrics, INDEX, queries, bootstrap, report."""
+
+import csv
+import io
+import math
+
+import numpy as np
+import pytest
+
+from tfcr.comparison import metrics, report
+from tfcr.comparison.baselines import PopularityIndex
+from tfcr.comparison.bootstrap import Resamples, interval_of_samples
+from tfcr.comparison.queries import build_queries
+from tfcr.conditions import ItemConditions
+from tfcr.data.prepare import prepare
+from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
+
+# Three queries, top-4 rows each (-1 = nothing returned there).
+ROWS = np.array([[5, 3, 7, -1],
+                 [2, 9, 1, 4],
+                 [-1, -1, -1, -1]])
+TARGETS = np.array([3, 6, 0])
+
+
+def test_hit_positions_recall_and_ndcg_hand_worked():
+  positions = metrics.hit_positions(ROWS, TARGETS)
+  np.testing.assert_array_equal(positions, [1, -1, -1])
+  np.testing.assert_array_equal(metrics.recall_per_query(positions, 1), [0, 0, 0])
+  np.testing.assert_array_equal(metrics.recall_per_query(positions, 2), [1, 0, 0])
+  # Target at 1-based position 2: DCG = 1 / log2(3); the ideal DCG of one relevant item is 1.
+  np.testing.assert_allclose(metrics.ndcg_per_query(positions, 4), [1 / math.log2(3), 0, 0])
+  np.testing.assert_allclose(metrics.ndcg_per_query(positions, 1), [0, 0, 0])
+  np.testing.assert_allclose(metrics.ndcg_per_query(np.array([0]), 10), [1.0])
+
+
+def test_topic_match_and_condition_matches_hand_worked():
+  # 10 items, 4 condition ids; item i has condition 2 when i is odd, condition 3 when i >= 5.
+  membership = np.zeros((10, 4), dtype=bool)
+  membership[1::2, 2] = True
+  membership[5:, 3] = True
+  conditions = np.array([2, 3, 2])
+  matches = metrics.condition_matches(ROWS, conditions, membership)
+  np.testing.assert_array_equal(matches, [[True, True, True, False],
+                                          [False, True, False, False],
+                                          [False, False, False, False]])
+  # Query 0 returned 3 items, all odd -> 1; query 1: 1 of 4 (item 9) has condition 3;
+  # query 2 returned nothing -> 0.
+  np.testing.assert_allclose(metrics.topic_match_per_query(matches, ROWS, 4), [1, 0.25, 0])
+  np.testing.assert_allclose(metrics.topic_match_per_query(matches, ROWS, 1), [1, 0, 0])
+
+
+def test_catalog_coverage_hand_worked():
+  # Distinct items in the top 2: {5, 3, 2, 9} of 10; in the top 4: {5, 3, 7, 2, 9, 1, 4}.
+  assert metrics.catalog_coverage(ROWS, 10, 2) == 0.4
+  assert metrics.catalog_coverage(ROWS, 10, 4) == 0.7
+  assert metrics.catalog_coverage(ROWS, 20, 4) == 0.35
+
+
+def _conditions(lists, feature="topics"):
+  return ItemConditions.from_multi_valued(feature, MultiValued.from_lists(lists))
+
+
+def test_index_orders_by_training_popularity_and_skips_exclusions():
+  # Items 0..5; topics: a = {0, 1, 3, 5}, b = {1, 2, 4}, item 3 also has b.
+  conditions = _conditions([["a"], ["a", "b"], ["b"], ["a", "b"], ["b"], ["a"]])
+  a, b = (int(i) for i in conditions.ids_of(["a", "b"]))
+  # Training interactions per item: 0 -> 1, 1 -> 4, 2 -> 0, 3 -> 2, 4 -> 2, 5 -> 3.
+  train_items = np.array([0, 1, 1, 1, 1, 3, 3, 4, 4, 5, 5, 5])
+  index = PopularityIndex(conditions, train_items)
+  np.testing.assert_array_equal(index.ranked(a), [1, 5, 3, 0])
+  np.testing.assert_array_equal(index.ranked(b), [1, 3, 4, 2])  # 3 and 4 tie: item row order
+  rows, scanned = index.retrieve(a, excluded=np.array([5]), k=2)
+  np.testing.assert_array_equal(rows, [1, 3])
+  assert scanned == 3  # 1, (5 excluded), 3: the 2nd kept item is the 3rd of the list
+  rows, scanned = index.retrieve(b, excluded=np.array([1, 2]), k=3)
+  np.testing.assert_array_equal(rows, [3, 4, -1])  # only 2 left: padded
+  assert scanned == 4  # could not fill k: the whole list was scanned
+  rows, scanned = index.retrieve(b, excluded=np.array([], dtype=np.int64), k=1)
+  np.testing.assert_array_equal(rows, [1])
+  assert scanned == 1
+
+
+def _tiny_data():
+  # 4 users, 8 items; item 7 has no topic (e.g. a movie of unknown year for "decade").
+  topics = MultiValued.from_lists([["x"], ["y"], ["x", "y"], ["z"], ["x"], ["y"], ["z"], []])
+  catalog = Catalog(np.array([f"i{i}" for i in range(8)], dtype=object),
+                    np.array([""] * 8, dtype=object), np.zeros(8, np.int32), {"topics": topics})
+  users = Users(np.array([f"u{u}" for u in range(4)], dtype=object))
+  # user: items in time order; the last one of each user is held out (test_per_user=1).
+  history = {0: [0, 1, 2, 0, 3], 1: [4, 5, 6], 2: [1, 3, 7], 3: [2, 2, 4, 6]}
+  user_index = np.array([u for u, items in history.items() for _ in items], np.int32)
+  item_index = np.array([i for items in history.values() for i in items], np.int32)
+  n = len(item_index)
+  inter = Interactions(user_index, item_index, np.ones(n, np.float32),
+                       np.arange(n, dtype=np.int64))
+  return RecData("tiny", users, catalog, inter)
+
+
+def test_queries_skip_items_without_condition_and_exclude_training_items():
+  prepared = prepare(_tiny_data(), "topics", test_per_user=1)
+  queries = build_queries(prepared, seed=3)
+  # User 2's held-out item 7 has no topic: skipped.
+  assert queries.num_skipped == 1
+  np.testing.assert_array_equal(queries.users, [0, 1, 3])
+  np.testing.assert_array_equal(queries.targets, [3, 6, 6])
+  np.testing.assert_array_equal(queries.user_ids, ["u0", "u1", "u3"])
+  np.testing.assert_array_equal(queries.condition_values, ["z", "z", "z"])
+  # Distinct training items, ascending (user 0 engaged item 0 twice).
+  np.testing.assert_array_equal(queries.excluded(0), [0, 1, 2])
+  np.testing.assert_array_equal(queries.excluded(1), [4, 5])
+  np.testing.assert_array_equal(queries.excluded(2), [2, 4])
+  sub = queries.subset(np.array([2, 0]))
+  np.testing.assert_array_equal(sub.excluded(0), [2, 4])
+  np.testing.assert_array_equal(sub.excluded(1), [0, 1, 2])
+
+
+def test_bootstrap_mean_interval_contains_estimate_and_matches_normal_theory():
+  rng = np.random.default_rng(0)
+  values = (rng.random(2000) < 0.3).astype(float)
+  resamples = Resamples(len(values), 2000, seed=1)
+  np.testing.assert_array_equal(resamples.counts.sum(axis=1), 2000)
+  interval = resamples.mean(values)
+  assert interval.value == values.mean()
+  assert interval.low < interval.value < interval.high
+  # The percentile interval of a mean is close to the normal one: +-1.96 standard errors.
+  p = values.mean()
+  normal_width = 2 * 1.96 * math.sqrt(p * (1 - p) / len(values))
+  assert abs((interval.high - interval.low) / normal_width - 1) < 0.1
+
+
+def test_bootstrap_is_deterministic_by_seed_and_narrows_with_more_queries():
+  rng = np.random.default_rng(0)
+  small, large = rng.random(100), rng.random(10000)
+  first = Resamples(100, 500, seed=7).mean(small)
+  assert first == Resamples(100, 500, seed=7).mean(small)
+  assert first != Resamples(100, 500, seed=8).mean(small)
+  wide = first.high - first.low
+  narrow = Resamples(10000, 500, seed=7).mean(large)
+  assert narrow.high - narrow.low < wide / 5  # ~ 1 / sqrt(100): 10x narrower
+  assert narrow.low < 0.5 < narrow.high  # uniform(0, 1) has mean 0.5
+
+
+def test_bootstrap_quantiles_differences_and_ratios():
+  rng = np.random.default_rng(2)
+  a = rng.integers(100, 200, 1000).astype(float)
+  resamples = Resamples(1000, 400, seed=0)
+  median = resamples.quantile(a, 0.5)
+  assert median.value == np.median(a)
+  assert median.low <= median.value <= median.high
+  same = resamples.mean_difference(a, a)
+  assert (same.value, same.low, same.high) == (0, 0, 0)
+  ratio = resamples.quantile_ratio(a / 4, a, 0.5)  # paired: exactly 1/4 in every resample
+  assert ratio.value == pytest.approx(0.25)
+  assert ratio.low == pytest.approx(0.25) and ratio.high == pytest.approx(0.25)
+  latency = interval_of_samples(a, lambda v: np.quantile(v, 0.99, axis=-1), 300, seed=0)
+  assert latency.low <= latency.value <= latency.high
+  with pytest.raises(ValueError):
+    resamples.mean(a[:10])
+
+
+def test_bootstrap_coverage_interval_is_centred_on_the_estimate():
+  rng = np.random.default_rng(3)
+  rows = rng.integers(0, 500, size=(300, 20))
+  rows[:, -3:] = -1  # padding is not an item
+  resamples = Resamples(300, 300, seed=0)
+  interval = resamples.coverage(rows, 500, 20)
+  assert interval.value == metrics.catalog_coverage(rows, 500, 20)
+  assert interval.low < interval.value < interval.high
+  # Shifted by the bootstrap bias: the estimate is (nearly) the middle of the interval.
+  assert abs((interval.low + interval.high) / 2 - interval.value) < 0.3 * (
+      interval.high - interval.low)
+
+
+def _results():
+  point = {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+  return {"methods": {"INDEX": {"recall@10": point, "latency_p50_ms": None},
+                      "CR": {"recall@10": {"value": 0.75, "ci_low": 0.7, "ci_high": 0.8},
+                             "latency_p50_ms": {"value": 1.5, "ci_low": 1.25,
+                                                "ci_high": 2.0}}}}
+
+
+def test_report_csv_rows_and_formatting():
+  rows = report.csv_rows(_results())
+  assert rows[0] == {"method": "INDEX", "metric": "recall@10", "value": 0.5, "ci_low": 0.4,
+                     "ci_high": 0.6}
+  assert rows[1] == {"method": "INDEX", "metric": "latency_p50_ms", "value": "",
+                     "ci_low": "", "ci_high": ""}
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=report.CSV_FIELDS)
+  writer.writeheader()
+  writer.writerows(rows)
+  assert out.getvalue().splitlines()[0] == "method,metric,value,ci_low,ci_high"
+  assert report.format_interval(rows and _results()["methods"]["CR"]["recall@10"]) == (
+      "0.750 [0.700, 0.800]")
+  assert report.format_interval({"value": 540.0, "ci_low": 523.0, "ci_high": 556.4},
+                                "scanned_median") == "540 [523, 556]"
+  assert report.format_interval(None) == "-"
