@@ -15,7 +15,7 @@ INSTALL_REQUIRES = [
     "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
     "numpy>=1.26",
     "starlette>=0.40",
-    "uvicorn>=0.30",
+    "uvicorn[standard]>=0.30",  # httptools + uvloop: a C HTTP parser and event loop
     "grpcio>=1.60",
     "matplotlib>=3.8",  # tfcr-eval plots
     "pandas>=2",  # tfcr.data.dataframes: your own data as DataFrames

@@ -43,6 +43,7 @@ _LONG_INTEGER = re.compile(r"-?[0-9]{4000,}")
 _INT64_MIN, _UINT64_END = -(1 << 63), 1 << 64
 
 _ESCAPES = {i: "\\u%04X" % i for i in range(0x20)}
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]')
 _ESCAPES.update({0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r",
                  ord('"'): '\\"', ord("\\"): "\\\\"})
 
@@ -168,18 +169,28 @@ def format_floats(values: np.ndarray) -> List[str]:
     One string per element, in C order.
   """
   flat = np.ascontiguousarray(values).ravel()
-  doubles = flat.astype(np.float64)
-  texts = np.array(["%.6g" % v for v in doubles.tolist()], dtype=object)
-  with np.errstate(over="ignore", invalid="ignore"):
-    parsed = np.array(texts, dtype=np.float64).astype(flat.dtype)
-  redo = np.flatnonzero(parsed != flat)  # NaNs too; they are replaced below.
-  long_format = "%.9g" if flat.dtype == np.float32 else "%.17g"
-  texts[redo] = [long_format % v for v in doubles[redo].tolist()]
-  texts = [t if ("." in t or "e" in t) else t + ".0" for t in texts.tolist()]
-  for i in np.flatnonzero(~np.isfinite(flat)).tolist():
-    v = doubles[i]
-    texts[i] = "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+  finite = np.isfinite(flat)
+  if finite.all():
+    return _format_finite(flat)
+  # Padded outputs (e.g. -inf scores past k) are mostly non-finite: only the finite
+  # values need the printf round trip.
+  texts = ["NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+           for v in flat.tolist()]
+  for i, text in zip(np.flatnonzero(finite).tolist(), _format_finite(flat[finite])):
+    texts[i] = text
   return texts
+
+
+def _format_finite(flat: np.ndarray) -> List[str]:
+  if not flat.size:
+    return []
+  doubles = flat.astype(np.float64).tolist()
+  texts = ["%.6g" % v for v in doubles]
+  parsed = np.array([float(t) for t in texts], dtype=np.float64).astype(flat.dtype)
+  long_format = "%.9g" if flat.dtype == np.float32 else "%.17g"
+  for i in np.flatnonzero(parsed != flat).tolist():
+    texts[i] = long_format % doubles[i]
+  return [t if ("." in t or "e" in t) else t + ".0" for t in texts]
 
 
 def format_float(value: float, float32: bool = True) -> str:
@@ -190,6 +201,13 @@ def format_float(value: float, float32: bool = True) -> str:
 def quote_string(text: str) -> str:
   """A JSON string literal as rapidjson writes it (uppercase \\u00XX, raw non-ASCII)."""
   return '"' + text.translate(_ESCAPES) + '"'
+
+
+def quote_strings(texts: List[str]) -> List[str]:
+  """`quote_string` of each text; one scan decides whether any needs escaping."""
+  if _NEEDS_ESCAPE.search("".join(texts)):
+    return [quote_string(t) for t in texts]
+  return ['"' + t + '"' for t in texts]
 
 
 def _number_token(value) -> str:

@@ -1,4 +1,4 @@
-"""TF Serving's REST API as an ASGI app (Starlette), over a ModelManager and a Dispatcher.
+"""TF Serving's REST API as an ASGI app (on uvicorn, with Starlette requests), over a ModelManager and a Dispatcher.
 
 Routing, status codes and messages follow shared/reference/tf-serving-api.md §1. Model
 calls run in worker threads (the event loop never blocks); `timeout_ms` bounds each call
@@ -16,13 +16,13 @@ from urllib.parse import unquote
 
 import grpc
 import numpy as np
+from absl import logging
 from google.protobuf import json_format as proto_json
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from serving import rest_codec
+from serving.deadlines import Deadlines
 from serving.dispatch import Dispatcher, error_status
 from serving.errors import ServingError, invalid_argument
 from serving.json_format import error_body, parse_json_body
@@ -65,14 +65,38 @@ class RestApi:
                enable_cors: bool = False):
     self._manager = manager
     self._dispatcher = dispatcher
-    self._timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+    self._deadlines = Deadlines(timeout_ms / 1000 if timeout_ms > 0 else None)
     self._max_body_bytes = max_body_bytes
     self._monitoring_path = monitoring_path
     self._cors = enable_cors
-    self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=_METHODS)])
+    self.app = self
+
+  async def __call__(self, scope, receive, send) -> None:
+    """The ASGI entry point. One catch-all handler, so Starlette's router and middleware
+    stack are not needed; Request and Response still come from Starlette."""
+    if scope["type"] == "lifespan":
+      while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+          await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+          await send({"type": "lifespan.shutdown.complete"})
+          return
+    if scope["type"] != "http":
+      return
+    request = Request(scope, receive)
+    if request.method not in _METHODS:
+      response = Response(b"Method Not Allowed", status_code=405, media_type="text/plain")
+    else:
+      try:
+        response = await self._handle(request)
+      except Exception:  # pylint: disable=broad-except
+        logging.exception("Unhandled error serving %s %s", request.method, scope["path"])
+        response = _json(error_body("Internal server error"), 500)
+    await response(scope, receive, send)
 
   async def _handle(self, request: Request) -> Response:
-    path = request.url.path
+    path = request.scope["path"]  # request.url builds a URL object: slow per request
     if self._monitoring_path and path == self._monitoring_path:
       return self._metrics(request)
     if not _V1.fullmatch(path):
@@ -89,7 +113,7 @@ class RestApi:
     return response
 
   def _metrics(self, request: Request) -> Response:
-    if request.url.query:
+    if request.scope["query_string"]:
       return _error(invalid_argument(f"Unexpected path: {path_with_query(request)}. "
                                      f"Should be {self._monitoring_path}"))
     registry = self._dispatcher.registry
@@ -198,7 +222,7 @@ class RestApi:
   async def _run(self, loaded, signature, tensors):
     future = self._dispatcher.submit(loaded, signature, tensors)
     try:
-      return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+      return await self._deadlines.wait(future)
     except asyncio.TimeoutError:
       raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                          "Deadline Exceeded") from None

@@ -20,6 +20,7 @@ Choices where a Python server has to pick (see also `serving/json_format.py`):
 
 import base64
 import itertools
+import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import grpc
@@ -31,6 +32,7 @@ from serving.errors import ServingError, invalid_argument
 from serving.json_format import (PrettyWriter, decode_b64_object, error_body,
                                  format_floats, from_bytes, is_b64_object, json_type,
                                  json_value_to_string, parse_json_body, quote_string,
+                                 quote_strings,
                                  to_bytes, write_tensor)
 
 __all__ = [
@@ -366,13 +368,14 @@ def _output_tokens(name: str, array: np.ndarray) -> Tuple[List[str], bool]:
   if kind in "iu" and array.dtype != np.uint16:
     return list(map(str, flat.tolist())), False
   if kind == "b":
-    return ["true" if v else "false" for v in flat.tolist()], False
+    return np.where(flat, "true", "false").tolist(), False
   if kind in "OSU":
     values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
-              for v in flat.tolist()]
+              for v in flat.tolist()] if kind != "O" else flat.tolist()
     if name.endswith("_bytes"):
-      return [quote_string(base64.b64encode(v).decode("ascii")) for v in values], True
-    return [quote_string(from_bytes(v)) for v in values], False
+      return quote_strings([base64.b64encode(_as_bytes(v)).decode("ascii")
+                            for v in values]), True
+    return quote_strings(_decoded(values)), False
   if flat.size == 0:  # Upstream fails only when it writes a value.
     return [], False
   try:
@@ -380,6 +383,25 @@ def _output_tokens(name: str, array: np.ndarray) -> Tuple[List[str], bool]:
   except TypeError:
     dtype_name = str(array.dtype)
   raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype_name}")
+
+
+def _as_bytes(value) -> bytes:
+  return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def _decoded(values: list) -> List[str]:
+  """`from_bytes` of each value (bytes or str), decoding them all in one call when
+  they can be joined unambiguously (no NUL inside)."""
+  if not values:
+    return []
+  try:
+    joined = b"\x00".join(values)
+  except TypeError:  # Some values are str (or other objects).
+    values = [_as_bytes(v) for v in values]
+    joined = b"\x00".join(values)
+  if joined.count(b"\x00") == len(values) - 1:
+    return from_bytes(joined).split("\x00")
+  return [from_bytes(v) for v in values]
 
 
 def _row_body(arrays: Dict[str, np.ndarray]) -> bytes:
@@ -398,15 +420,17 @@ def _row_body(arrays: Dict[str, np.ndarray]) -> bytes:
   writer.start_object()
   writer.key(quote_string("predictions"))
   writer.start_array()
+  layout = [(quote_string(name), tokens, b64, arrays[name].shape[1:],
+             math.prod(arrays[name].shape[1:]))
+            for name, (tokens, b64) in encoded.items()]
   for item in range(batch):
     if objects:
       writer.start_object()
     writer.single_line_arrays = True
-    for name, (tokens, b64) in encoded.items():
+    for key, tokens, b64, row_shape, row_size in layout:
       if objects:
-        writer.key(quote_string(name))
-      row_shape = arrays[name].shape[1:]
-      write_tensor(writer, tokens, row_shape, item * int(np.prod(row_shape)), b64)
+        writer.key(key)
+      write_tensor(writer, tokens, row_shape, item * row_size, b64)
     writer.single_line_arrays = False
     if objects:
       writer.end_object()

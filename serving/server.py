@@ -155,9 +155,10 @@ def main(argv):
     api = RestApi(manager, dispatcher, FLAGS.rest_api_timeout_in_ms,
                   FLAGS.rest_api_max_body_bytes, prometheus,
                   FLAGS.rest_api_enable_cors_support)
+    # uvicorn picks httptools and uvloop (installed with uvicorn[standard]) when present.
     server = _GracefulServer(uvicorn.Config(api.app, host=FLAGS.host,
                                            port=FLAGS.rest_api_port, log_level="warning",
-                                           timeout_graceful_shutdown=30))
+                                           interface="asgi3", timeout_graceful_shutdown=30))
     print(f"Exporting HTTP/REST API at:{FLAGS.host}:{FLAGS.rest_api_port} ...", flush=True)
     server.run()  # returns after SIGTERM/SIGINT, once in-flight requests are done
   else:

@@ -529,3 +529,51 @@ def test_regress_response_bytes():
   assert _message(rc.regress_response_body, np.zeros((2, 2))) == (
       "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
       "but got [2,2]")
+
+
+def _reference_float_text(value: float, float32: bool) -> str:
+  """The WriteDecimal rule written out for one value, independently of format_floats."""
+  if value != value:
+    return "NaN"
+  if math.isinf(value):
+    return "Infinity" if value > 0 else "-Infinity"
+  cast = np.float32 if float32 else np.float64
+  text = "%.6g" % value
+  if cast(float(text)) != cast(value):
+    text = ("%.9g" if float32 else "%.17g") % value
+  return text if ("." in text or "e" in text) else text + ".0"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_format_floats_mixed_arrays_match_the_rule_value_by_value(dtype):
+  # Padded model outputs: finite scores followed by -inf, with NaN and +inf mixed in.
+  rng = np.random.default_rng(7)
+  values = (rng.normal(size=300) * 10.0 ** rng.integers(-8, 9, 300)).astype(dtype)
+  values[rng.random(300) < 0.4] = -np.inf
+  values[[3, 50]] = np.nan
+  values[[7, 8]] = np.inf
+  values[100:] = np.where(np.arange(200) % 2, values[100:], np.round(values[100:]))
+  expected = [_reference_float_text(float(v), dtype == np.float32) for v in values]
+  assert json_format.format_floats(values.reshape(10, 30)) == expected
+  assert json_format.format_floats(np.full(5, -np.inf, dtype)) == ["-Infinity"] * 5
+  assert json_format.format_floats(np.zeros(0, dtype)) == []
+
+
+@pytest.mark.parametrize("values", [
+    [b"a", b"", b"caf\xc3\xa9", b"x"],
+    [b"a\x00b", b"c"],                    # a NUL inside a value
+    [b"\xff\xfe", b"ok", b"\xc3"],        # invalid UTF-8 kept as-is
+    [b'quote"d', b"back\\slash", b"tab\t", b"\x01"],
+    ["str", b"bytes", "\u00e9"],           # str and bytes mixed in an object array
+    [],
+])
+def test_string_output_tokens_match_quote_string_value_by_value(values):
+  array = np.array(values + [b""], dtype=object)[:len(values)]
+  tokens, b64 = rc._output_tokens("item_ids", array)  # pylint: disable=protected-access
+  expected = [json_format.quote_string(json_format.from_bytes(
+      v.encode("utf-8") if isinstance(v, str) else v)) for v in values]
+  assert (tokens, b64) == (expected, False)
+  if values:
+    body = rc.predict_response_body({"item_ids": array.reshape(1, -1)}, True)
+    assert body.decode("utf-8", "surrogateescape").split("[", 2)[2].startswith(
+        ", ".join(expected))

@@ -104,6 +104,13 @@ def test_rest_errors_keep_the_server_serving(server, method, path, body, status,
   assert post(server, "/v1/models/half:predict", {"instances": [2.0]}).status_code == 200
 
 
+def test_rest_unknown_http_method_is_405_and_the_server_keeps_serving(server):
+  response = httpx.request("TRACE", server.url("/v1/models/half"), timeout=30)
+  assert response.status_code == 405
+  assert post(server, "/v1/models/half:predict", {"instances": [2.0]}).json() == {
+      "predictions": [3.0]}
+
+
 def test_rest_non_v1_is_html_404_and_timeout_is_504(server):
   response = httpx.get(server.url("/statuspage"))
   assert response.status_code == 404 and "404 Not Found" in response.text

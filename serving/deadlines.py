@@ -1,0 +1,67 @@
+"""Per-request deadlines on an asyncio loop at the cost of one deque append each.
+
+Every REST model call has the same timeout (`--rest_api_timeout_in_ms`), so deadlines
+expire in arrival order: a FIFO queue with a single loop timer armed for its head does
+what one `asyncio.wait_for` per request did (a Task, a timer and callbacks each), which
+showed up as ~10% of the event loop's time under load.
+"""
+
+import asyncio
+import collections
+import concurrent.futures
+import time
+from typing import Optional
+
+
+class Deadlines:
+  """Awaits thread-pool futures on one loop, failing each after `timeout` seconds."""
+
+  def __init__(self, timeout: Optional[float]):
+    self._timeout = timeout
+    self._queue: collections.deque = collections.deque()  # (deadline, asyncio future)
+    self._timer: Optional[asyncio.TimerHandle] = None
+
+  async def wait(self, future: concurrent.futures.Future):
+    """The future's result; raises asyncio.TimeoutError past the deadline."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def deliver(done: concurrent.futures.Future):  # any thread
+      try:
+        loop.call_soon_threadsafe(_copy_outcome, done, waiter)
+      except RuntimeError:  # the loop closed (shutdown) while an abandoned call ran on
+        pass
+
+    future.add_done_callback(deliver)
+    if self._timeout is not None:
+      self._queue.append((time.monotonic() + self._timeout, waiter))
+      if self._timer is None:
+        self._arm(loop)
+    return await waiter
+
+  def _arm(self, loop):
+    while self._queue and self._queue[0][1].done():
+      self._queue.popleft()  # answered in time
+    if self._queue:
+      self._timer = loop.call_at(loop.time() + max(0.0, self._queue[0][0] - time.monotonic()),
+                                 self._expire, loop)
+    else:
+      self._timer = None
+
+  def _expire(self, loop):
+    now = time.monotonic()
+    while self._queue and (self._queue[0][0] <= now or self._queue[0][1].done()):
+      _, waiter = self._queue.popleft()
+      if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+    self._arm(loop)
+
+
+def _copy_outcome(done: concurrent.futures.Future, waiter: asyncio.Future) -> None:
+  if waiter.done():  # timed out (or the client went away) before the result came
+    return
+  error = done.exception()
+  if error is not None:
+    waiter.set_exception(error)
+  else:
+    waiter.set_result(done.result())

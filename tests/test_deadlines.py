@@ -1,0 +1,100 @@
+"""Tests for serving/deadlines.py: results, errors and timeouts of thread-pool futures."""
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+
+import pytest
+
+from serving.deadlines import Deadlines
+
+
+def _later(pool, seconds, value=None, error=None):
+  def work():
+    time.sleep(seconds)
+    if error is not None:
+      raise error
+    return value
+  return pool.submit(work)
+
+
+def test_results_errors_and_timeouts_each_reach_their_own_request():
+  async def scenario():
+    deadlines = Deadlines(0.3)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      calls = [deadlines.wait(_later(pool, 0.01, value="fast")),
+               deadlines.wait(_later(pool, 1.0, value="slow")),
+               deadlines.wait(_later(pool, 0.05, error=ValueError("bad input"))),
+               deadlines.wait(_later(pool, 0.2, value="in time")),
+               deadlines.wait(_later(pool, 0.8, value="slow too"))]
+      started = time.monotonic()
+      outcomes = await asyncio.gather(*calls, return_exceptions=True)
+      return outcomes, time.monotonic() - started
+
+  outcomes, elapsed = asyncio.run(scenario())
+  assert outcomes[0] == "fast" and outcomes[3] == "in time"
+  assert isinstance(outcomes[1], asyncio.TimeoutError)
+  assert isinstance(outcomes[4], asyncio.TimeoutError)
+  assert isinstance(outcomes[2], ValueError) and str(outcomes[2]) == "bad input"
+  # The slow calls were abandoned at the deadline, not awaited to the end.
+  assert elapsed < 0.75
+
+
+def test_deadlines_follow_arrival_order_across_bursts():
+  async def scenario():
+    deadlines = Deadlines(0.15)
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      first = asyncio.ensure_future(deadlines.wait(pool.submit(gate.wait)))
+      await asyncio.sleep(0.1)
+      second = asyncio.ensure_future(deadlines.wait(pool.submit(gate.wait)))
+      await asyncio.sleep(0.08)  # past the first deadline, before the second
+      state = (first.done(), second.done())
+      await asyncio.sleep(0.12)
+      gate.set()
+      return state, (first.done(), second.done()), first.exception(), second.exception()
+
+  midway, end, first_error, second_error = asyncio.run(scenario())
+  assert midway == (True, False)
+  assert end == (True, True)
+  assert isinstance(first_error, asyncio.TimeoutError)
+  assert isinstance(second_error, asyncio.TimeoutError)
+
+
+def test_no_timeout_waits_for_the_result():
+  async def scenario():
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      return await Deadlines(None).wait(_later(pool, 0.2, value=42))
+  assert asyncio.run(scenario()) == 42
+
+
+def test_a_cancelled_request_does_not_break_later_ones():
+  async def scenario():
+    deadlines = Deadlines(1.0)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      abandoned = asyncio.ensure_future(deadlines.wait(_later(pool, 0.1, value="x")))
+      await asyncio.sleep(0.01)
+      abandoned.cancel()  # e.g. the client disconnected
+      value = await deadlines.wait(_later(pool, 0.15, value="y"))
+      await asyncio.sleep(0.05)  # the abandoned call finishes meanwhile
+      return abandoned.cancelled(), value
+
+  assert asyncio.run(scenario()) == (True, "y")
+
+
+@pytest.mark.parametrize("loop_factory", ["asyncio", "uvloop"])
+def test_works_on_both_event_loops(loop_factory):
+  async def scenario():
+    deadlines = Deadlines(0.05)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      ok = await deadlines.wait(_later(pool, 0.0, value=1))
+      with pytest.raises(asyncio.TimeoutError):
+        await deadlines.wait(_later(pool, 0.3))
+      return ok
+  if loop_factory == "uvloop":
+    import uvloop  # pylint: disable=import-outside-toplevel
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+      assert runner.run(scenario()) == 1
+  else:
+    assert asyncio.run(scenario()) == 1
