@@ -195,3 +195,16 @@ def test_report_csv_rows_and_formatting():
   assert report.format_interval({"value": 540.0, "ci_low": 523.0, "ci_high": 556.4},
                                 "scanned_median") == "540 [523, 556]"
   assert report.format_interval(None) == "-"
+
+
+def test_topic_match_ceiling_hand_worked():
+  from tfcr.comparison.pipeline import topic_match_ceiling  # pylint: disable=g-import-not-at-top
+  prepared = prepare(_tiny_data(), "topics", test_per_user=1)
+  queries = build_queries(prepared, seed=3)
+  membership = prepared.conditions.membership()
+  # Every query asks for "z" (items 3 and 6), none of which its user trained on.
+  np.testing.assert_allclose(topic_match_ceiling(queries, membership, 1), [1, 1, 1])
+  np.testing.assert_allclose(topic_match_ceiling(queries, membership, 4), [0.5, 0.5, 0.5])
+  # Asking user 0 for "x" (items 0, 2, 4): items 0 and 2 are excluded, one is left.
+  queries.conditions[0] = prepared.conditions.ids_of(["x"])[0]
+  np.testing.assert_allclose(topic_match_ceiling(queries, membership, 4)[0], 0.25)

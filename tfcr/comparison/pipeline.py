@@ -176,6 +176,15 @@ def method_metrics(output: MethodOutput, queries: Queries, membership: np.ndarra
   return result, curves
 
 
+def topic_match_ceiling(queries: Queries, membership: np.ndarray, k: int) -> np.ndarray:
+  """[Q] the best topic-match@k an unfiltered method returning k items can reach: the
+  query's condition has only so many items left once the user's training items are out."""
+  having = membership[:, queries.conditions].sum(axis=0)
+  excluded_having = np.array([membership[queries.excluded(q), queries.conditions[q]].sum()
+                              for q in range(len(queries))])
+  return np.minimum(having - excluded_having, k) / k
+
+
 def paired_comparisons(outputs: Dict[str, MethodOutput], queries: Queries,
                        membership: np.ndarray, resamples: Resamples):
   """The paper's claims as paired differences / ratios with confidence intervals."""
@@ -198,6 +207,42 @@ def paired_comparisons(outputs: Dict[str, MethodOutput], queries: Queries,
                                         outputs["LR+filter"].scanned, q)
     rows.append({"name": f"scanned {label}: CR+filter / LR+filter", "kind": "ratio",
                  **interval.to_dict()})
+  return rows
+
+
+# Per condition value: (method, metric) pairs of the breakdown table.
+BY_CONDITION = (("LR", "topic_match@100"), ("CR", "topic_match@100"),
+                ("LR+filter", "recall@100"), ("CR", "recall@100"),
+                ("LR+filter", "scanned_median"), ("CR+filter", "scanned_median"))
+
+
+def by_condition(outputs: Dict[str, MethodOutput], queries: Queries, membership: np.ndarray,
+                 vocabulary: np.ndarray, samples: int, seed: int, level: float):
+  """The main metrics restricted to the queries of each condition value (each with its own
+  bootstrap over those queries), most frequent condition first."""
+  per_query = {}
+  for method in {m for m, _ in BY_CONDITION}:
+    out = outputs[method]
+    positions = metrics_lib.hit_positions(out.rows, queries.targets)
+    matches = metrics_lib.condition_matches(out.rows, queries.conditions, membership)
+    per_query[method] = {
+        "topic_match@100": metrics_lib.topic_match_per_query(matches, out.rows, K),
+        "recall@100": metrics_lib.recall_per_query(positions, K),
+        "scanned_median": out.scanned}
+  ids, counts = np.unique(queries.conditions, return_counts=True)
+  rows = []
+  for position in np.argsort(-counts, kind="stable"):
+    condition = ids[position]
+    subset = np.flatnonzero(queries.conditions == condition)
+    resamples = Resamples(len(subset), samples, seed + int(condition), level)
+    row = {"condition": str(vocabulary[condition]), "queries": int(len(subset)),
+           "items": int(membership[:, condition].sum())}
+    for method, metric in BY_CONDITION:
+      values = per_query[method][metric][subset]
+      interval = (resamples.quantile(values, 0.5) if metric == "scanned_median"
+                  else resamples.mean(values))
+      row[f"{method} {metric}"] = interval.to_dict()
+    rows.append(row)
   return rows
 
 
@@ -316,6 +361,9 @@ def run_comparison(options: ComparisonOptions) -> dict:
     for curve, points in method_curves.items():
       curves[curve][method] = {str(kk): v.to_dict() for kk, v in points.items()}
   comparisons = paired_comparisons(outputs, queries, membership, resamples)
+  ceiling = resamples.mean(topic_match_ceiling(queries, membership, k))
+  breakdown = by_condition(outputs, queries, membership, prepared.conditions.vocabulary,
+                           options.bootstrap_samples, config.seed, options.confidence)
   timings["bootstrap"] = time.perf_counter() - start
 
   results = {
@@ -338,6 +386,8 @@ def run_comparison(options: ComparisonOptions) -> dict:
       "methods": method_results,
       "curves": curves,
       "comparisons": comparisons,
+      "topic_match_ceiling@100": ceiling.to_dict(),
+      "by_condition": breakdown,
       "scanned_per_query": {m: outputs[m].scanned.tolist() for m in METHODS},
       "models": {m: json.loads(configs[m].to_json()) for m in ("cr", "lr")},
       "export_paths": export_paths,

@@ -73,6 +73,10 @@ def markdown(results: dict) -> str:
       f"`serving_exclusions` calls on {results['latency_queries']} sampled queries.", "",
       "## Quality", ""]
   lines += _table(results, QUALITY)
+  if results.get("topic_match_ceiling@100"):
+    lines += ["", "Best topic-match@100 possible for a method returning 100 items (a "
+              "condition has only so many items the user has not seen): "
+              f"{format_interval(results['topic_match_ceiling@100'])}."]
   lines += ["", "## Serving cost", "",
             "Candidates scanned: the servable's `num_scanned` (candidates taken from the "
             "index, in ranking order, to fill k; excluded items count); for INDEX, the "
@@ -81,6 +85,18 @@ def markdown(results: dict) -> str:
   lines += ["", "## Paired comparisons", "", "| comparison | value |", "|---|---|"]
   for row in results["comparisons"]:
     lines.append(f"| {row['name']} | {format_interval(row)} |")
+  if results.get("by_condition"):
+    lines += ["", "## By condition value", "",
+              "The same metrics on each condition value's queries (medians of candidates "
+              "scanned; intervals from a bootstrap over those queries).", ""]
+    columns = [name for name in results["by_condition"][0]
+               if name not in ("condition", "queries", "items")]
+    lines.append("| condition | queries | items | " + " | ".join(columns) + " |")
+    lines.append("|---|---|---|" + "---|" * len(columns))
+    for row in results["by_condition"]:
+      cells = [format_interval(row[c], c.split(" ")[-1]) for c in columns]
+      lines.append(f"| {row['condition']} | {row['queries']} | {row['items']} | "
+                   + " | ".join(cells) + " |")
   lines += ["", "## Plots", ""]
   lines += [f"![{title}]({name})" for name, title in PLOTS]
   timing = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in t.items())
