@@ -98,7 +98,9 @@ def short_path(path: str) -> str:
 def load_data(config: TrainConfig, log: Callable[[str], None] = print):
   """Loads (fetching on first use) the data set of `config`, saying what happens."""
   from tfcr.data.sources import load_dataset  # pylint: disable=g-import-not-at-top
-  config = config.resolved()
+  # Only the data set matters here: no model dir is needed yet.
+  config = dataclasses.replace(config, data_dir=os.path.abspath(os.path.expanduser(
+      config.data_dir)))
   if config.dataset == "movielens-100k":
     from tfcr.data import recbole_files  # pylint: disable=g-import-not-at-top
     if not recbole_files.has_raw_files(recbole_files.raw_dir(config.data_dir)):

@@ -16,10 +16,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Optional, Sequence
 
-from tfcr.client import RestClient
+import requests
+
+from tfcr.client import RestClient, ServingError
 
 
 class ServerError(RuntimeError):
@@ -32,8 +35,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     return s.getsockname()[1]
 
 
-def _tail(path: Optional[str], lines: int = 15) -> str:
-  if not path or not os.path.exists(path):
+def _tail(path: str, lines: int = 15) -> str:
+  if not os.path.exists(path):
     return ""
   with open(path, errors="replace") as f:
     return "".join(f.readlines()[-lines:])
@@ -42,8 +45,8 @@ def _tail(path: Optional[str], lines: int = 15) -> str:
 class LocalModelServer:
   """One model served from `model_base_path` (a folder of numeric version folders).
 
-  log_path: where the server's output goes (default: discarded; its tail is still
-  reported on failure when a path is given). extra_args: more `tfcr-serve` flags.
+  log_path: where the server's output goes (default: a file in the temp dir); its tail
+  is reported when the server fails. extra_args: more `tfcr-serve` flags.
   """
 
   def __init__(self, model_base_path: str, model_name: str = "tfcr",
@@ -54,7 +57,8 @@ class LocalModelServer:
     self.host = host
     self.rest_port = rest_port or free_port(host)
     self.grpc_port = grpc_port or free_port(host)
-    self.log_path = log_path
+    self.log_path = log_path or os.path.join(
+        tempfile.gettempdir(), f"tfcr-serve-{model_name}-{self.rest_port}.log")
     self.extra_args = list(extra_args)
     self.process: Optional[subprocess.Popen] = None
     self.client = RestClient(self.rest_url, model_name)
@@ -80,13 +84,9 @@ class LocalModelServer:
       return self
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
-    try:
+    with open(self.log_path, "w") as log:  # the child keeps its own descriptor
       self.process = subprocess.Popen(self.command, env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    finally:
-      if self.log_path:
-        log.close()  # the child holds its own descriptor
     try:
       self.wait_until_available(timeout)
     except BaseException:
@@ -100,8 +100,17 @@ class LocalModelServer:
       if self.process.poll() is not None:
         raise ServerError(f"the model server exited with status {self.process.returncode}"
                           f" before serving {self.model_name}.\n{_tail(self.log_path)}")
-      if self.client.available_versions():
+      try:
+        versions = self.client.status().get("model_version_status", [])
+      except (ServingError, requests.RequestException):
+        versions = []
+      if any(v.get("state") == "AVAILABLE" for v in versions):
         return
+      failed = [v for v in versions if v.get("state") == "END"
+                and v.get("status", {}).get("error_message")]
+      if failed and len(failed) == len(versions):
+        raise ServerError(f"{self.model_name} version {failed[0]['version']} failed to load: "
+                          f"{failed[0]['status']['error_message']}")
       time.sleep(0.5)
     raise ServerError(f"{self.model_name} was not AVAILABLE after {timeout:.0f} s.\n"
                       f"{_tail(self.log_path)}")
