@@ -1,11 +1,15 @@
-# make demo: install, fetch MovieLens-100k, train CR and LR, show the metrics.
-# make test: install, run the whole test suite.
+# make demo: install, fetch MovieLens-100k, train CR and LR, export the ScaNN servable,
+#   serve it on localhost, query it over REST, print results and metrics, stop the server.
+#   Re-runs reuse $(RUNS)/demo; `make demo DEMO_FLAGS=--retrain` starts afresh
+#   (`.venv/bin/python -m trainer.demo --helpfull` lists the flags).
+# make test: install, run the whole test suite (notebooks included).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.cache/tfcr
 RUNS ?= runs
+DEMO_FLAGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
@@ -20,9 +24,8 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tfcr-train --dataset=movielens-100k --model=cr --data_dir=$(DATA_DIR) --model_dir=$(RUNS)/movielens-cr
-	$(BIN)/tfcr-train --dataset=movielens-100k --model=lr --data_dir=$(DATA_DIR) --model_dir=$(RUNS)/movielens-lr
-	$(BIN)/python -m trainer.compare $(RUNS)/movielens-cr $(RUNS)/movielens-lr
+	TF_CPP_MIN_LOG_LEVEL=3 PYTHONUNBUFFERED=1 $(BIN)/python -m trainer.demo --data_dir=$(DATA_DIR) \
+	    --workdir=$(RUNS)/demo $(DEMO_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tfcr import client
 from tfcr.config import TrainConfig
 from tfcr.demo import DemoConfig, run_demo
@@ -22,6 +24,7 @@ def _port_closed(port: int) -> bool:
     return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+@pytest.mark.slow  # two runs with a real model server (~40 s)
 def test_demo_binary_then_reuse_in_process(tmp_path):
   workdir = tmp_path / "demo"
   run = subprocess.run(
@@ -39,7 +42,7 @@ def test_demo_binary_then_reuse_in_process(tmp_path):
                 "stopped, exit status 0", "topic_match@10", "LR"]:
     assert piece in out, piece
   assert "✓" in out
-  assert sorted(os.listdir(workdir)) == ["cr", "export", "lr", "server.log"]
+  assert sorted(os.listdir(workdir)) == ["cr", "export", "export.log", "lr", "server.log"]
   # The server is gone: its REST port no longer answers.
   port = int(re.search(r"REST http://127\.0\.0\.1:(\d+)", out).group(1))
   assert _port_closed(port)

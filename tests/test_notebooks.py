@@ -42,6 +42,7 @@ def test_kernel_is_this_python(tmp_path):
   assert os.path.realpath(output) == os.path.realpath(sys.executable)
 
 
+@pytest.mark.slow  # real MovieLens, one epoch per model
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
   monkeypatch.setenv("TFCR_NOTEBOOK_SMALL", "1")

@@ -10,6 +10,7 @@ Everything lands in one work dir (default runs/demo): cr/, lr/ (model dirs), exp
 export; `retrain=True` starts afresh.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -87,6 +88,22 @@ class Printer:
 def format_seconds(seconds: float) -> str:
   seconds = int(round(seconds))
   return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds} s"
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: str):
+  """Sends file descriptor 2 (where C++ libraries such as ScaNN log) to `path` for the
+  block; Python's own sys.stderr is flushed first and restored after."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(path, "w") as log:
+      os.dup2(log.fileno(), 2)
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def short_path(path: str) -> str:
@@ -214,8 +231,9 @@ def run_demo(config: DemoConfig, out=None) -> Dict[str, object]:
 
   say.section(f"Export CR as a {config.index} servable (query tower + index + condition "
               f"filter in one SavedModel)")
-  version_path = ensure_exported(train.model_dir, export_dir, index=config.index,
-                                 log=lambda s: say("  " + s))
+  with native_stderr_to(os.path.join(workdir, "export.log")):  # ScaNN's C++ build log
+    version_path = ensure_exported(train.model_dir, export_dir, index=config.index,
+                                   log=lambda s: say("  " + s))
   say.done()
 
   say.section("Serve it: python -m serving.server (TF Serving's REST and gRPC APIs)")
