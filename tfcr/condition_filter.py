@@ -190,6 +190,37 @@ class ConditionFilter(tf.Module):
     (-inf = padding) and num_scanned [B] int32; positions >= k are padding.
     """
     strict = strict & (condition != NONE_ID)  # "" has nothing to filter by
+
+    def unfiltered():
+      if excluded.shape[1] == 0:  # static: serving_default has no exclusions
+        return self._plain(index, queries, k)
+      ordered = tf.sort(excluded, axis=1)
+      num_excluded = tf.reduce_sum(tf.cast(ordered >= 0, tf.int32), axis=1)
+      return self._unfiltered(index, queries, k, ordered, k + num_excluded)
+
+    rows, scores, scanned = tf.cond(
+        tf.reduce_any(strict),
+        lambda: self._filtered(index, queries, condition, k, strict, excluded),
+        unfiltered)
+    within_k = tf.range(self.max_k)[None, :] < k[:, None]
+    rows = tf.where(within_k, rows, -1)
+    scores = tf.where(within_k & (rows >= 0), scores, -np.inf)
+    return rows, scores, scanned
+
+  def _plain(self, index, queries, k):
+    """The most common request, no strict row and no exclusions: the index's own top
+    max(k) rows (already best first) need no post-processing, so this path is one
+    search and a pad, the least a servable call can do."""
+    scores, rows = index.search(queries, tf.reduce_max(k))
+    pad = [[0, 0], [0, self.max_k - tf.shape(rows)[1]]]
+    rows = tf.pad(rows, pad, constant_values=-1)
+    scores = tf.pad(scores, pad, constant_values=-np.inf)
+    returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
+    return rows, scores, tf.minimum(k, returned)
+
+  def _filtered(self, index, queries, condition, k, strict, excluded):
+    """A batch with strict rows: its unfiltered rows, streamed strict rows and exact
+    strict rows are computed apart and merged."""
     unknown = strict & (condition == OOV_ID)
     count = tf.gather(self.condition_counts, condition)
     exact = strict & ~unknown & (count <= self.exact_threshold)
@@ -199,32 +230,22 @@ class ConditionFilter(tf.Module):
     strict_need = tf.cast(tf.math.ceil(tf.cast(k + num_excluded, tf.float32) / share
                                        * self.overfetch), tf.int32)
     need = tf.where(strict, strict_need, k + num_excluded)
-
-    def filtered():
-      batch = tf.shape(queries)[0]
-      rows = tf.fill([batch, self.max_k], -1)
-      scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
-      scanned = tf.zeros([batch], tf.int32)
-      # Unfiltered and strict rows stream separately so that one strict row's large
-      # fetch does not inflate the unfiltered rows' searches.
-      for group in (~strict, strict & ~exact & ~unknown):
-        rows, scores, scanned = self._merge(
-            group, rows, scores, scanned,
-            lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
-                                    tf.gather(k, at), tf.gather(strict, at),
-                                    tf.gather(excluded, at), tf.gather(need, at)))
-      return self._merge(
-          exact, rows, scores, scanned,
-          lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
-                                 tf.gather(excluded, at)))
-
-    rows, scores, scanned = tf.cond(
-        tf.reduce_any(strict), filtered,
-        lambda: self._unfiltered(index, queries, k, excluded, need))
-    within_k = tf.range(self.max_k)[None, :] < k[:, None]
-    rows = tf.where(within_k, rows, -1)
-    scores = tf.where(within_k & (rows >= 0), scores, -np.inf)
-    return rows, scores, scanned
+    batch = tf.shape(queries)[0]
+    rows = tf.fill([batch, self.max_k], -1)
+    scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
+    scanned = tf.zeros([batch], tf.int32)
+    # Unfiltered and strict rows stream separately so that one strict row's large
+    # fetch does not inflate the unfiltered rows' searches.
+    for group in (~strict, strict & ~exact & ~unknown):
+      rows, scores, scanned = self._merge(
+          group, rows, scores, scanned,
+          lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
+                                  tf.gather(k, at), tf.gather(strict, at),
+                                  tf.gather(excluded, at), tf.gather(need, at)))
+    return self._merge(
+        exact, rows, scores, scanned,
+        lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
+                               tf.gather(excluded, at)))
 
   def _merge(self, group, rows, scores, scanned, compute):
     """Runs `compute` on the rows in `group` (if any) and writes them into the outputs."""
