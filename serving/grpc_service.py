@@ -19,6 +19,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
+from tensorflow.core.framework import types_pb2
 
 from serving.dispatch import Dispatcher, error_status
 from serving.errors import ServingError, invalid_argument
@@ -33,6 +34,39 @@ def _abort(context, error: ServingError):
   if len(message) > _MAX_DETAILS:
     message = message[:_MAX_DETAILS] + "...TRUNCATED"
   context.abort(error.code, message)
+
+
+# dtype -> (DataType, the repeated field make_tensor_proto uses for 0 or 1 element).
+_CONTENT_DTYPES = {np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+                   np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+                   np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+                   np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val")}
+
+
+def write_tensor_proto(proto, value) -> None:
+  """Fills `proto` as `tf.make_tensor_proto(value)` would, several times faster for the
+  dtypes servables return (it was ~100 us per 4-output reply, on the request's thread)."""
+  array = np.asarray(value)
+  content = _CONTENT_DTYPES.get(array.dtype)
+  if content is not None:
+    proto.dtype = content[0]
+    if array.size > 1:
+      proto.tensor_content = np.ascontiguousarray(array).astype(
+          array.dtype.newbyteorder("<"), copy=False).tobytes()
+    else:
+      getattr(proto, content[1]).extend(array.ravel().tolist())
+  elif array.dtype == np.bool_:
+    proto.dtype = types_pb2.DT_BOOL
+    proto.bool_val.extend(array.ravel().tolist())
+  elif array.dtype == object and all(isinstance(v, bytes) for v in array.flat):
+    proto.dtype = types_pb2.DT_STRING
+    proto.string_val.extend(array.ravel().tolist())
+  else:
+    proto.CopyFrom(tf.make_tensor_proto(array))
+    return
+  proto.tensor_shape.SetInParent()  # a scalar still has an (empty) shape
+  for size in array.shape:
+    proto.tensor_shape.dim.add().size = size
 
 
 def _spec(model_spec):
@@ -95,7 +129,7 @@ class PredictionServicer(_Servicer, prediction_service_pb2_grpc.PredictionServic
     outputs = self._run(context, loaded, signature, inputs, list(request.output_filter))
     response = predict_pb2.PredictResponse()
     for alias, value in outputs.items():
-      response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+      write_tensor_proto(response.outputs[alias], value)
     response.model_spec.name = name
     response.model_spec.version.value = loaded.version
     response.model_spec.signature_name = signature
