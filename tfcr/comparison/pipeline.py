@@ -219,7 +219,9 @@ BY_CONDITION = (("LR", "topic_match@100"), ("CR", "topic_match@100"),
 def by_condition(outputs: Dict[str, MethodOutput], queries: Queries, membership: np.ndarray,
                  vocabulary: np.ndarray, samples: int, seed: int, level: float):
   """The main metrics restricted to the queries of each condition value (each with its own
-  bootstrap over those queries), most frequent condition first."""
+  bootstrap over those queries), most frequent condition first; with the best
+  topic-match@100 possible on those queries."""
+  ceiling = topic_match_ceiling(queries, membership, K)
   per_query = {}
   for method in {m for m, _ in BY_CONDITION}:
     out = outputs[method]
@@ -237,6 +239,7 @@ def by_condition(outputs: Dict[str, MethodOutput], queries: Queries, membership:
     resamples = Resamples(len(subset), samples, seed + int(condition), level)
     row = {"condition": str(vocabulary[condition]), "queries": int(len(subset)),
            "items": int(membership[:, condition].sum())}
+    row["best topic_match@100"] = resamples.mean(ceiling[subset]).to_dict()
     for method, metric in BY_CONDITION:
       values = per_query[method][metric][subset]
       interval = (resamples.quantile(values, 0.5) if metric == "scanned_median"
