@@ -118,7 +118,8 @@ def test_bootstrap_mean_interval_contains_estimate_and_matches_normal_theory():
   rng = np.random.default_rng(0)
   values = (rng.random(2000) < 0.3).astype(float)
   resamples = Resamples(len(values), 2000, seed=1)
-  np.testing.assert_array_equal(resamples.counts.sum(axis=1), 2000)
+  drawn = np.concatenate(list(resamples.indices()))
+  assert drawn.shape == (2000, 2000) and drawn.min() >= 0 and drawn.max() < 2000
   interval = resamples.mean(values)
   assert interval.value == values.mean()
   assert interval.low < interval.value < interval.high
@@ -138,6 +139,22 @@ def test_bootstrap_is_deterministic_by_seed_and_narrows_with_more_queries():
   narrow = Resamples(10000, 500, seed=7).mean(large)
   assert narrow.high - narrow.low < wide / 5  # ~ 1 / sqrt(100): 10x narrower
   assert narrow.low < 0.5 < narrow.high  # uniform(0, 1) has mean 0.5
+
+
+def test_bootstrap_in_chunks_is_deterministic_and_agrees():
+  rng = np.random.default_rng(4)
+  values = rng.random(500)
+  whole = Resamples(500, 1000, seed=3)
+  chunked = Resamples(500, 1000, seed=3, chunk_entries=500 * 64)  # 16 chunks of 64
+  assert chunked.chunk == 64 and whole.chunk == 1000
+  assert sum(len(i) for i in chunked.indices()) == 1000
+  first = chunked.mean(values)
+  assert first == chunked.mean(values) == Resamples(500, 1000, seed=3,
+                                                     chunk_entries=500 * 64).mean(values)
+  other = whole.mean(values)
+  width = other.high - other.low
+  assert abs(first.low - other.low) < 0.15 * width
+  assert abs(first.high - other.high) < 0.15 * width
 
 
 def test_bootstrap_quantiles_differences_and_ratios():

@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+_CHUNK_ENTRIES = 1 << 23  # query indices held at once (64 MiB of int64)
+
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
@@ -29,22 +31,36 @@ class Interval:
 
 
 class Resamples:
-  """`samples` resamples of `n` queries: indices [B, n] and counts [B, n]."""
+  """`samples` resamples (with replacement) of `n` queries, drawn deterministically from
+  `seed`. They are generated in chunks of resamples, so memory stays bounded (about
+  `_CHUNK_ENTRIES` indices at a time) however many queries there are; every statistic
+  sees the same resamples."""
 
-  def __init__(self, n: int, samples: int, seed: int, level: float = 0.95):
+  def __init__(self, n: int, samples: int, seed: int, level: float = 0.95,
+               chunk_entries: int = _CHUNK_ENTRIES):
     if n < 1:
       raise ValueError("Cannot bootstrap an empty set of queries.")
     if samples < 1:
       raise ValueError(f"Bootstrap needs at least one resample, got {samples}.")
     if not 0 < level < 1:
       raise ValueError(f"Confidence level must be in (0, 1), got {level}.")
-    rng = np.random.default_rng(seed)
-    self.n, self.samples, self.level = n, samples, level
-    self.indices = rng.integers(0, n, size=(samples, n))
-    # How often each query is drawn in each resample: means become one matrix product.
-    offsets = (np.arange(samples) * n)[:, None]
-    self.counts = np.bincount((self.indices + offsets).ravel(),
-                              minlength=samples * n).reshape(samples, n).astype(np.float64)
+    self.n, self.samples, self.seed, self.level = n, samples, seed, level
+    self.chunk = max(1, min(samples, chunk_entries // n))
+    # One chunk holds them all (the usual case): draw once, reuse for every statistic.
+    self._cached = list(self._draw()) if self.chunk == samples else None
+
+  def _draw(self):
+    for number, start in enumerate(range(0, self.samples, self.chunk)):
+      rng = np.random.default_rng(self.seed if number == 0 else [self.seed, number])
+      yield rng.integers(0, self.n, size=(min(self.chunk, self.samples - start), self.n))
+
+  def indices(self):
+    """Yields [b, n] arrays of query indices, b <= chunk, `samples` rows in all."""
+    return iter(self._cached) if self._cached is not None else self._draw()
+
+  def _replicates(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """fn(indices [b, n]) -> [b] statistic values, over all resamples -> [samples]."""
+    return np.concatenate([fn(index) for index in self.indices()])
 
   def _percentiles(self, replicates: np.ndarray):
     alpha = 1.0 - self.level
@@ -55,13 +71,15 @@ class Resamples:
     """CI of the mean of per-query `values` [n]."""
     values = np.asarray(values, dtype=np.float64)
     self._check(values)
-    return Interval(float(values.mean()), *self._percentiles(self.counts @ values / self.n))
+    return Interval(float(values.mean()),
+                    *self._percentiles(self._replicates(lambda i: values[i].mean(axis=1))))
 
   def statistic(self, values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> Interval:
     """CI of `fn(values)`; fn maps [..., n] to [...] along the last axis (e.g. a median)."""
     values = np.asarray(values, dtype=np.float64)
     self._check(values)
-    return Interval(float(fn(values)), *self._percentiles(fn(values[self.indices])))
+    return Interval(float(fn(values)),
+                    *self._percentiles(self._replicates(lambda i: fn(values[i]))))
 
   def quantile(self, values: np.ndarray, q: float) -> Interval:
     return self.statistic(values, lambda v: np.quantile(v, q, axis=-1))
@@ -76,8 +94,8 @@ class Resamples:
     self._check(a)
     self._check(b)
     point = np.quantile(a, q) / np.quantile(b, q)
-    replicates = (np.quantile(a[self.indices], q, axis=-1)
-                  / np.quantile(b[self.indices], q, axis=-1))
+    replicates = self._replicates(lambda i: np.quantile(a[i], q, axis=-1)
+                                  / np.quantile(b[i], q, axis=-1))
     return Interval(float(point), *self._percentiles(replicates))
 
   def coverage(self, rows: np.ndarray, num_items: int, k: int) -> Interval:
@@ -89,10 +107,16 @@ class Resamples:
     keep = items >= 0
     query_of_entry, items = query_of_entry[keep], items[keep]
     point = np.unique(items).size / num_items
-    replicates = np.empty(self.samples)
-    for b in range(self.samples):
-      drawn = np.bincount(items, weights=self.counts[b, query_of_entry], minlength=num_items)
-      replicates[b] = np.count_nonzero(drawn) / num_items
+
+    def covered(index):
+      out = np.empty(len(index))
+      for b, drawn_queries in enumerate(index):
+        times_drawn = np.bincount(drawn_queries, minlength=self.n)
+        drawn = np.bincount(items, weights=times_drawn[query_of_entry], minlength=num_items)
+        out[b] = np.count_nonzero(drawn) / num_items
+      return out
+
+    replicates = self._replicates(covered)
     shift = point - replicates.mean()
     low, high = self._percentiles(replicates)
     return Interval(float(point), float(low + shift), float(high + shift))
