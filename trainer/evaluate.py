@@ -25,7 +25,8 @@ from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
-_TRAIN_HELP = " (training; as tfcr-train; ignored when the model dirs are given)"
+_TRAIN_HELP = (" (training, as in tfcr-train; with loaded model dirs, a flag given must "
+               "match their config.json)")
 
 flags.DEFINE_string("output_dir", None,
                     "Where results.{md,csv,json}, the plots, and the trained models "
@@ -179,6 +180,10 @@ def _parse_flags(argv):
 
 def run():
   """Console-script entry point (`tfcr-eval`)."""
+  # Under the console script the main module is the script, not this one: make --help
+  # list this binary's flags there too.
+  for flag in FLAGS.get_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   app.run(main, flags_parser=_parse_flags)
 
 
