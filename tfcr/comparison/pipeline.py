@@ -293,7 +293,10 @@ def run_comparison(options: ComparisonOptions) -> dict:
       if not np.array_equal(trained_on, np.asarray(prepared.data.catalog.item_id).astype(str)):
         raise ConfigError(f"--{model}_model_dir={configs[model].model_dir} was trained on "
                           f"another catalog than {config.dataset} gives now.")
-  queries = build_queries(prepared, config.seed)
+  try:
+    queries = build_queries(prepared, config.seed)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   _make_output_dir(options.output_dir)
   timings["load_data"] = time.perf_counter() - started
 
