@@ -18,8 +18,13 @@ class Deadlines:
 
   def __init__(self, timeout: Optional[float]):
     self._timeout = timeout
-    self._queue: collections.deque = collections.deque()  # (deadline, asyncio future)
+    # [deadline, asyncio future or None once answered]: an answered request drops its
+    # future at once, so the queue never holds results (or their memory) for long.
+    self._queue: collections.deque = collections.deque()
     self._timer: Optional[asyncio.TimerHandle] = None
+
+  def __len__(self) -> int:
+    return len(self._queue)
 
   async def wait(self, future: concurrent.futures.Future):
     """The future's result; raises asyncio.TimeoutError past the deadline."""
@@ -33,26 +38,35 @@ class Deadlines:
         pass
 
     future.add_done_callback(deliver)
-    if self._timeout is not None:
-      self._queue.append((time.monotonic() + self._timeout, waiter))
-      if self._timer is None:
-        self._arm(loop)
-    return await waiter
+    if self._timeout is None:
+      return await waiter
+    entry = [time.monotonic() + self._timeout, waiter]
+    self._queue.append(entry)
+    if self._timer is None:
+      self._arm(loop)
+    try:
+      return await waiter
+    finally:
+      entry[1] = None
+      self._drop_answered()
+
+  def _drop_answered(self):
+    while self._queue and self._queue[0][1] is None:
+      self._queue.popleft()
 
   def _arm(self, loop):
-    while self._queue and self._queue[0][1].done():
-      self._queue.popleft()  # answered in time
+    self._drop_answered()
     if self._queue:
-      self._timer = loop.call_at(loop.time() + max(0.0, self._queue[0][0] - time.monotonic()),
-                                 self._expire, loop)
+      delay = max(0.0, self._queue[0][0] - time.monotonic())
+      self._timer = loop.call_at(loop.time() + delay, self._expire, loop)
     else:
       self._timer = None
 
   def _expire(self, loop):
     now = time.monotonic()
-    while self._queue and (self._queue[0][0] <= now or self._queue[0][1].done()):
-      _, waiter = self._queue.popleft()
-      if not waiter.done():
+    while self._queue and (self._queue[0][1] is None or self._queue[0][0] <= now):
+      waiter = self._queue.popleft()[1]
+      if waiter is not None and not waiter.done():
         waiter.set_exception(asyncio.TimeoutError())
     self._arm(loop)
 

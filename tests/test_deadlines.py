@@ -2,8 +2,10 @@
 
 import asyncio
 import concurrent.futures
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -98,3 +100,36 @@ def test_works_on_both_event_loops(loop_factory):
       assert runner.run(scenario()) == 1
   else:
     assert asyncio.run(scenario()) == 1
+
+
+def test_answered_requests_leave_the_queue_and_release_their_results():
+  async def scenario():
+    deadlines = Deadlines(30.0)  # far in the future: the timer never fires here
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      for _ in range(200):
+        await deadlines.wait(_later(pool, 0.0, value=bytearray(1 << 20)))  # 1 MiB each
+      gate = threading.Event()
+      pending = asyncio.ensure_future(deadlines.wait(pool.submit(gate.wait)))
+      await asyncio.sleep(0.01)
+      # Answered behind a pending request: their entries stay, their results must not.
+      answered = []
+      for i in range(50):
+        result = await deadlines.wait(_later(pool, 0.0, value=_Result(i)))
+        answered.append(weakref.ref(result))
+        del result
+      gc.collect()
+      alive = sum(ref() is not None for ref in answered)
+      while_pending = len(deadlines)
+      gate.set()
+      await pending
+      return len(deadlines), while_pending, alive
+
+  remaining, while_pending, alive = asyncio.run(scenario())
+  assert alive <= 1  # the last may still be referenced by the pool thread; not 50
+  assert while_pending == 51  # the pending one and the 50 answered behind it
+  assert remaining == 0
+
+
+class _Result:
+  def __init__(self, value):
+    self.value = value
