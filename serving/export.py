@@ -13,6 +13,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from tfcr import cli  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("model_dir", None, "A tfcr-train model dir (config, checkpoints).")
 flags.DEFINE_string("export_dir", None, "Where version folders are written.")
@@ -48,7 +49,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run_binary(main, __name__)
 
 
 if __name__ == "__main__":

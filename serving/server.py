@@ -21,6 +21,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from tfcr import cli  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_integer("port", 8500, "gRPC port (0 disables gRPC).")
 flags.DEFINE_integer("rest_api_port", 8501, "REST port (0 disables REST).")
@@ -194,7 +195,7 @@ def _graceful_server_class():
 
 
 def run():
-  app.run(main)
+  cli.run_binary(main, __name__)
 
 
 if __name__ == "__main__":

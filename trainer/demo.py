@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter in
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
+from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
 _TRAIN = TrainConfig()
@@ -87,7 +88,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  cli.run_binary(main, __name__)
 
 
 if __name__ == "__main__":

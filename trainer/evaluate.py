@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter 
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
+from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
@@ -180,11 +181,7 @@ def _parse_flags(argv):
 
 def run():
   """Console-script entry point (`tfcr-eval`)."""
-  # Under the console script the main module is the script, not this one: make --help
-  # list this binary's flags there too.
-  for flag in FLAGS.get_flags_for_module(__name__):
-    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-  app.run(main, flags_parser=_parse_flags)
+  cli.run_binary(main, __name__, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

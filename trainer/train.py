@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter 
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
+from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
@@ -114,7 +115,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`tfcr-train`)."""
-  app.run(main)
+  cli.run_binary(main, __name__)
 
 
 if __name__ == "__main__":

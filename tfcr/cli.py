@@ -1,0 +1,23 @@
+"""Shared start-up of tfcr's absl binaries (the flags themselves live in the binaries)."""
+
+import sys
+from typing import Callable, Optional
+
+from absl import app
+from absl import flags
+
+
+def run_binary(main: Callable, module_name: str,
+               flags_parser: Optional[Callable] = None) -> None:
+  """`app.run(main)` for a binary whose flags are defined in `module_name`.
+
+  Under a console script (`tfcr-train`, ...) the main module is the generated wrapper,
+  so absl's --help would list none of the binary's flags: make them key flags of the
+  wrapper too.
+  """
+  for flag in flags.FLAGS.get_flags_for_module(module_name):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+  if flags_parser is None:
+    app.run(main)
+  else:
+    app.run(main, flags_parser=flags_parser)
