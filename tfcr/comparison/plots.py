@@ -35,12 +35,7 @@ def curve_plot(results: dict, curve: str, ylabel: str, path: str) -> None:
   ax.set_xlabel("k")
   ax.set_ylabel(ylabel)
   ax.set_ylim(0, 1.02)
-  ax.set_title(_title(results))
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  _finish(fig, ax, results, path)
 
 
 def scanned_plot(results: dict, path: str) -> None:
@@ -54,6 +49,11 @@ def scanned_plot(results: dict, path: str) -> None:
   ax.set_xscale("log")
   ax.set_xlabel(f"candidates scanned to fill k = {results['k']}")
   ax.set_ylabel("share of queries (CDF)")
+  _finish(fig, ax, results, path)
+
+
+def _finish(fig, ax, results: dict, path: str) -> None:
+  """Title, grid and legend shared by every plot; saves and closes the figure."""
   ax.set_title(_title(results))
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=8)
