@@ -35,7 +35,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.11,<3.13",  # 3.11 is what CI runs; 3.12 for Colab
     packages=setuptools.find_packages(include=["tfcr", "tfcr.*", "trainer", "trainer.*",
                                                "serving", "serving.*"]),
     install_requires=INSTALL_REQUIRES,
