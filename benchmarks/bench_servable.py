@@ -483,6 +483,9 @@ class SketchIndex:
     self.searcher = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(
         reorder).build()
 
+  def bind(self):
+    return self
+
   def search(self, queries, n):
     n = tf.minimum(tf.cast(n, tf.int32), self.num_items)
     per_leaf = self.num_items / self.num_leaves

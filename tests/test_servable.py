@@ -262,3 +262,31 @@ def test_export_writes_tf_serving_warmup_requests(exports):
   from serving.model_manager import LoadedVersion  # pylint: disable=g-import-not-at-top
   from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
   assert LoadedVersion("cr", 1, exports["scann"]).warm_up() == 2
+
+
+def test_scann_searcher_is_created_once_per_call_before_any_search(exports):
+  """Every search of a call shares one searcher handle, made in the signature's own graph:
+  when several cond / while-loop branches each rebuilt it on the first call of a fresh
+  process (a batch mixing strict and unfiltered rows), ScaNN's build raced and crashed
+  (3 of 20 processes)."""
+  proto = saved_model_pb2.SavedModel()
+  with open(os.path.join(exports["scann"], "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  library = proto.meta_graphs[0].graph_def.library.function
+  rebuilders = {f.signature.name for f in library
+                if any(node.op == "TensorsToScann" or node.op.endswith(">TensorsToScann")
+                       for node in f.node_def)}
+  assert rebuilders, "no ScaNN searcher in the export"
+  sites = {}
+  for function in library:
+    for node in function.node_def:
+      if "f" in node.attr and node.attr["f"].func.name in rebuilders:
+        sites[function.signature.name] = sites.get(function.signature.name, 0) + 1
+  searchers = [f.signature.name for f in library
+               if any(node.op.endswith("ScannSearchBatched") for node in f.node_def)]
+  assert sites and searchers
+  # The handle is made only in the top-level traced functions (serve, serve_exclusions),
+  # once in each; the searches live in branches and loop bodies and take it from there.
+  assert all(name.startswith("__inference_serve") for name in sites), sites
+  assert set(sites.values()) == {1}, sites
+  assert not set(searchers) & set(sites), (searchers, sites)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,8 +73,11 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
   checkpoints = model_dir / "checkpoints"
   deadline = time.time() + 240
   while time.time() < deadline and proc.poll() is None:
-    if checkpoints.exists() and any(n.startswith("ckpt-2.index")
-                                    for n in os.listdir(checkpoints)):
+    # The state file names the newest *complete* checkpoint (ckpt-2.index alone may
+    # belong to one still being written, and a resume rightly ignores that).
+    state = checkpoints / "checkpoint"
+    if state.exists() and re.search(r'^model_checkpoint_path: "ckpt-([2-9]|\d\d)"',
+                                    state.read_text(), re.M):
       break
     time.sleep(0.05)
   assert proc.poll() is None, "training finished before it could be interrupted"

@@ -190,6 +190,7 @@ class ConditionFilter(tf.Module):
     (-inf = padding) and num_scanned [B] int32; positions >= k are padding.
     """
     strict = strict & (condition != NONE_ID)  # "" has nothing to filter by
+    index = index.bind()  # one searcher handle for every search below
 
     def unfiltered():
       if excluded.shape[1] == 0:  # static: serving_default has no exclusions

@@ -7,6 +7,10 @@ Returns scores [B, n'] float32 (best first, -inf where there is no candidate) an
 [B, n'] int32 (item rows, -1 where there is no candidate), n' <= n. Both indexes are
 tf.Modules, so they are saved inside the servable.
 
+A graph that searches in several places (the condition filter: plain, streamed and
+merged paths) calls `index.bind()` once and searches through what it returns, so that
+all searches of one call share one searcher handle.
+
 * `BruteForceIndex`: exact dot products and top-k; standard TensorFlow ops only, so a
   stock TF Serving can load a servable that uses it.
 * `ScannIndex`: ScaNN (tree partitioning + asymmetric hashing + exact re-ranking). The
@@ -28,6 +32,9 @@ class BruteForceIndex(tf.Module):
     self.num_items = int(embeddings.shape[0])
     self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False,
                                   name="item_embeddings")
+
+  def bind(self) -> "BruteForceIndex":
+    return self
 
   def search(self, queries: tf.Tensor, n: tf.Tensor):
     scores = tf.linalg.matmul(queries, self.embeddings, transpose_b=True)
@@ -79,19 +86,44 @@ class ScannIndex(tf.Module):
     searcher = builder.build()
     self.state = searcher.serialize_to_module()
 
-  def search(self, queries: tf.Tensor, n: tf.Tensor):
+  def bind(self) -> "_BoundScann":
+    """One searcher handle for every search of the graph being built.
+
+    ScaNN rebuilds its searcher from `state` on the first call of a loaded servable. When
+    several search sites of one graph ran that first call at once (a batch mixing strict
+    and unfiltered rows), the build raced and corrupted memory (3 crashes in 20 fresh
+    processes); with one handle, created before any search, it is built once.
+    """
     from scann import scann_ops  # pylint: disable=g-import-not-at-top
-    searcher = scann_ops.searcher_from_module(self.state)
+    return _BoundScann(self, scann_ops.searcher_from_module(self.state))
+
+  def search(self, queries: tf.Tensor, n: tf.Tensor):
+    return self.bind().search(queries, n)
+
+
+class _BoundScann:
+  """A ScannIndex with its searcher handle created: `search` as ScannIndex.search."""
+
+  def __init__(self, index: ScannIndex, searcher):
+    self.index = index
+    self.num_items = index.num_items
+    self.searcher = searcher
+
+  def bind(self) -> "_BoundScann":
+    return self
+
+  def search(self, queries: tf.Tensor, n: tf.Tensor):
+    index, searcher = self.index, self.searcher
     n = tf.minimum(tf.cast(n, tf.int32), self.num_items)
     # Enough leaves to hold ~2n points, never fewer than the tuned default.
-    per_leaf = self.num_items / self.num_leaves
+    per_leaf = self.num_items / index.num_leaves
     leaves = tf.cast(tf.math.ceil(2.0 * tf.cast(n, tf.float32) / per_leaf), tf.int32)
-    leaves = tf.clip_by_value(leaves, self.base_leaves, self.num_leaves)
-    if self.num_leaves == 1:
+    leaves = tf.clip_by_value(leaves, index.base_leaves, index.num_leaves)
+    if index.num_leaves == 1:
       leaves = tf.constant(-1)
     # Large fetches (the strict filter's) re-rank proportionally more AH candidates, or
     # their tail loses recall; capped so a huge n does not re-rank the world.
-    pre_reorder = tf.maximum(tf.minimum(6 * n, 4000), tf.maximum(n, self.reorder))
+    pre_reorder = tf.maximum(tf.minimum(6 * n, 4000), tf.maximum(n, index.reorder))
     rows, scores = searcher.search_batched(
         queries, final_num_neighbors=n, pre_reorder_num_neighbors=pre_reorder,
         leaves_to_search=leaves)
