@@ -120,8 +120,22 @@ class ConditionFilter(tf.Module):
     top_rows, top_scores = self._top(scores, rows, keep)
     return top_rows, top_scores, tf.where(enough, to_fill, returned), enough
 
-  def _unfiltered(self, index, queries, k, excluded, need):
-    """The common case, no strict row: one search for the whole batch, no loop."""
+  def _unfiltered(self, index, queries, k, excluded):
+    """The common case, no strict row: one search for the whole batch, no loop.
+
+    Without exclusions (static: serving_default has none) the index's own top max(k)
+    rows, already best first, are the answer: one search and a pad. Otherwise fetch
+    k + #exclusions and keep the best k rows not excluded.
+    """
+    if excluded.shape[1] == 0:
+      scores, rows = index.search(queries, tf.reduce_max(k))
+      pad = [[0, 0], [0, self.max_k - tf.shape(rows)[1]]]
+      rows = tf.pad(rows, pad, constant_values=-1)
+      scores = tf.pad(scores, pad, constant_values=-np.inf)
+      returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
+      return rows, scores, tf.minimum(k, returned)
+    excluded = tf.sort(excluded, axis=1)
+    need = k + tf.reduce_sum(tf.cast(excluded >= 0, tf.int32), axis=1)
     scores, rows = index.search(queries, tf.minimum(tf.reduce_max(need), self.num_items))
     keep = (rows >= 0) & ~self.is_excluded(rows, excluded)
     top_rows, top_scores, scanned, _ = self._select(scores, rows, keep, k)
@@ -191,33 +205,14 @@ class ConditionFilter(tf.Module):
     """
     strict = strict & (condition != NONE_ID)  # "" has nothing to filter by
     index = index.bind()  # one searcher handle for every search below
-
-    def unfiltered():
-      if excluded.shape[1] == 0:  # static: serving_default has no exclusions
-        return self._plain(index, queries, k)
-      ordered = tf.sort(excluded, axis=1)
-      num_excluded = tf.reduce_sum(tf.cast(ordered >= 0, tf.int32), axis=1)
-      return self._unfiltered(index, queries, k, ordered, k + num_excluded)
-
     rows, scores, scanned = tf.cond(
         tf.reduce_any(strict),
         lambda: self._filtered(index, queries, condition, k, strict, excluded),
-        unfiltered)
+        lambda: self._unfiltered(index, queries, k, excluded))
     within_k = tf.range(self.max_k)[None, :] < k[:, None]
     rows = tf.where(within_k, rows, -1)
     scores = tf.where(within_k & (rows >= 0), scores, -np.inf)
     return rows, scores, scanned
-
-  def _plain(self, index, queries, k):
-    """The most common request, no strict row and no exclusions: the index's own top
-    max(k) rows (already best first) need no post-processing, so this path is one
-    search and a pad, the least a servable call can do."""
-    scores, rows = index.search(queries, tf.reduce_max(k))
-    pad = [[0, 0], [0, self.max_k - tf.shape(rows)[1]]]
-    rows = tf.pad(rows, pad, constant_values=-1)
-    scores = tf.pad(scores, pad, constant_values=-np.inf)
-    returned = tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1)
-    return rows, scores, tf.minimum(k, returned)
 
   def _filtered(self, index, queries, condition, k, strict, excluded):
     """A batch with strict rows: its unfiltered rows, streamed strict rows and exact

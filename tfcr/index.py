@@ -109,9 +109,6 @@ class _BoundScann:
     self.num_items = index.num_items
     self.searcher = searcher
 
-  def bind(self) -> "_BoundScann":
-    return self
-
   def search(self, queries: tf.Tensor, n: tf.Tensor):
     index, searcher = self.index, self.searcher
     n = tf.minimum(tf.cast(n, tf.int32), self.num_items)
