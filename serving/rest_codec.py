@@ -370,8 +370,7 @@ def _output_tokens(name: str, array: np.ndarray) -> Tuple[List[str], bool]:
   if kind == "b":
     return np.where(flat, "true", "false").tolist(), False
   if kind in "OSU":
-    values = [v.encode("utf-8") if isinstance(v, str) else bytes(v)
-              for v in flat.tolist()] if kind != "O" else flat.tolist()
+    values = flat.tolist()  # bytes or str; _decoded and _as_bytes take either
     if name.endswith("_bytes"):
       return quote_strings([base64.b64encode(_as_bytes(v)).decode("ascii")
                             for v in values]), True
