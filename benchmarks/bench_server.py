@@ -703,6 +703,15 @@ def ceiling_phase(inproc, queries, sizes, rounds):
 
 # ------------------------------------------------------------------------ servable --
 
+def measure(pool, kind, server, clients, args):
+  """One load cell: pool.run's result plus the server's metric deltas over the cell."""
+  before = server.metrics()
+  result = pool.run(kind, server, clients, args.warmup, args.duration)
+  after = server.metrics()
+  result["server_metrics"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+  return result
+
+
 def build_servable(args, workdir):
   """Trains the synthetic CR model and exports it; (export dir, version dir, users,
   conditions)."""
@@ -863,10 +872,7 @@ def main():
     runs = {}
     for r in range(args.rounds):
       for n, kind, server in (cells if r % 2 == 0 else cells[::-1]):
-        before = server.metrics()
-        result = pool.run(kind, server, n, args.warmup, args.duration)
-        after = server.metrics()
-        result["server_metrics"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        result = measure(pool, kind, server, n, args)
         runs.setdefault((n, kind, server.label), []).append(result)
         c, per = result["cores"], result["cpu_ms_per_request"]
         log(f"round {r + 1} {KINDS[kind]:28} {server.label:18} {n:3} clients: "
@@ -887,10 +893,7 @@ def main():
       runs = {}
       for r in range(args.suggestion_rounds):
         for n, kind, server in (cells if r % 2 == 0 else cells[::-1]):
-          before = server.metrics()
-          result = pool.run(kind, server, n, args.warmup, args.duration)
-          after = server.metrics()
-          result["server_metrics"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+          result = measure(pool, kind, server, n, args)
           runs.setdefault((n, kind, server.label), []).append(result)
           log(f"suggestions round {r + 1} {KINDS[kind]:18} {server.label:28} {n:3} clients: "
               f"{result['throughput']:7.1f} req/s p50 {result['p50_ms']:6.2f} ms, server "
