@@ -12,7 +12,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("model_dir", None, "A tfcr-train model dir (config, checkpoints).")
@@ -31,10 +31,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.reject_positional_arguments(argv)
+  cli.quiet_logging_unless_asked()
   from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
   from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
   try:

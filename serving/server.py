@@ -82,8 +82,7 @@ def _model_configs():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  cli.reject_positional_arguments(argv)
   if FLAGS.version:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     print(f"TensorFlow ModelServer: tfcr\nTensorFlow Library: {tf.__version__}")

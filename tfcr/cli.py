@@ -5,6 +5,7 @@ from typing import Callable, Optional
 
 from absl import app
 from absl import flags
+from absl import logging
 
 
 def run_binary(main: Callable, module_name: str,
@@ -21,3 +22,16 @@ def run_binary(main: Callable, module_name: str,
     app.run(main)
   else:
     app.run(main, flags_parser=flags_parser)
+
+
+def reject_positional_arguments(argv) -> None:
+  """A binary takes flags only: stray words are a usage error (exit 1 with usage)."""
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+
+
+def quiet_logging_unless_asked() -> None:
+  """absl INFO lines (TFDS, checkpoint sharding, tracing) drown a binary's own output:
+  WARNING and above, unless --verbosity was given."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)

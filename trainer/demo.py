@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter in the tour
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
@@ -57,10 +57,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.reject_positional_arguments(argv)
+  cli.quiet_logging_unless_asked()
   from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
   from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top
   from tfcr.demo import DemoConfig, run_demo  # pylint: disable=g-import-not-at-top

@@ -13,7 +13,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides progress
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
@@ -97,11 +97,8 @@ def config_from_flags() -> TrainConfig:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS["verbosity"].present:
-    # Keras prints the progress; absl INFO lines (TFDS, checkpoint sharding) drown it.
-    logging.set_verbosity(logging.WARNING)
+  cli.reject_positional_arguments(argv)
+  cli.quiet_logging_unless_asked()  # Keras prints the progress
   from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
   from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top
   from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
