@@ -1,0 +1,193 @@
+"""Where a 1M-item servable call spends its time, and what ScaNN's leaf count buys.
+
+    .venv/bin/python benchmarks/servable_pieces.py --mode=decompose   # pieces of one call
+    .venv/bin/python benchmarks/servable_pieces.py --mode=leaves      # recall vs time
+    .venv/bin/python benchmarks/servable_pieces.py --mode=compare --exports=A,B,...
+
+Uses bench_servable's synthetic catalog (1,000 clusters, spread 0.75, seed 0) and
+random-init query tower. All contenders run in one loop, order reversed every round,
+blocks of 20 (decompose: 10) calls; p50 and p25 (the quieter quarter) are printed.
+
+* decompose: in-process tf.functions with the servable's four inputs: empty; + id tables
+  and query tower; + ScaNN search and id gather; + pad and k mask; + condition match;
+  the same inside the strict/plain tf.cond; the full `Servable.serve`.
+* leaves: the raw ScaNN searcher tfcr builds, searched with 128/96/64/48/32 leaves:
+  recall@10 against exact search (1,000 users) and B=1 latency.
+* compare: loaded exports (SavedModel dirs, e.g. two versions of the code and a
+  brute-force one), `signatures["serving_default"]` on unfiltered and strict s10 calls.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
+
+import bench_servable as bs  # pylint: disable=g-import-not-at-top
+from tfcr.conditions import NONE_ID, OOV_ID  # pylint: disable=g-import-not-at-top
+from tfcr.index import ScannIndex  # pylint: disable=g-import-not-at-top
+from tfcr.servable import Servable  # pylint: disable=g-import-not-at-top
+
+USERS = [f"u{i}" for i in range(1000)]
+
+
+def timed_loop(contenders, rounds, block):
+  """{name: fn(i)} -> {name: [seconds]}, interleaved in blocks, order reversed each round."""
+  times = {name: [] for name in contenders}
+  names = list(contenders)
+  for r in range(rounds):
+    for name in (names if r % 2 else names[::-1]):
+      for j in range(block):
+        start = time.perf_counter()
+        contenders[name](r * block + j)
+        times[name].append(time.perf_counter() - start)
+  return times
+
+
+def report(times):
+  for name, t in times.items():
+    print(f"{name:40} p50 {np.median(t) * 1e3:.3f} ms  p25 {np.percentile(t, 25) * 1e3:.3f} ms")
+
+
+def decompose(num_items):
+  catalog = bs.Catalog(num_items, 1000, 0.75, 0)
+  servable = Servable(bs.query_tower(catalog, 0), True, catalog.vocabularies,
+                      catalog.embeddings, index="scann", max_k=bs.MAX_K)
+  strings, ints = tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32)
+  spec = [strings, strings, ints, strings]
+  index = servable.index.bind()
+
+  def tables_tower(u, c):
+    cid = tf.where(c == "", NONE_ID, servable.condition_table.lookup(c))
+    user = servable.user_table.lookup(u)
+    return servable.query_tower({"user": user, "condition": cid}), cid
+
+  def plain(q, k):
+    return servable.filter._unfiltered(index, q, k, tf.fill([tf.shape(q)[0], 0], -1))  # pylint: disable=protected-access
+
+  def masked(rows, scores, k):
+    within_k = tf.range(bs.MAX_K)[None, :] < k[:, None]
+    rows = tf.where(within_k, rows, -1)
+    scores = tf.where(within_k & (rows >= 0), scores, -np.inf)
+    return rows, scores, tf.where(rows >= 0, tf.gather(servable.item_ids, tf.maximum(rows, 0)), "")
+
+  @tf.function(input_signature=spec)
+  def empty(u, c, k, f):  # pylint: disable=unused-argument
+    return {"k": k}
+
+  @tf.function(input_signature=spec)
+  def tower(u, c, k, f):  # pylint: disable=unused-argument
+    return {"q": tables_tower(u, c)[0]}
+
+  @tf.function(input_signature=spec)
+  def search(u, c, k, f):  # pylint: disable=unused-argument
+    scores, rows = index.search(tables_tower(u, c)[0], tf.reduce_max(k))
+    return {"ids": tf.gather(servable.item_ids, rows), "s": scores}
+
+  @tf.function(input_signature=spec)
+  def pad_mask(u, c, k, f):  # pylint: disable=unused-argument
+    rows, scores, scanned = plain(tables_tower(u, c)[0], k)
+    _, scores, ids = masked(rows, scores, k)
+    return {"ids": ids, "s": scores, "n": scanned}
+
+  @tf.function(input_signature=spec)
+  def match(u, c, k, f):  # pylint: disable=unused-argument
+    q, cid = tables_tower(u, c)
+    rows, scores, scanned = plain(q, k)
+    rows, scores, ids = masked(rows, scores, k)
+    real = (cid != NONE_ID) & (cid != OOV_ID)
+    return {"ids": ids, "s": scores, "n": scanned,
+            "m": servable.filter.has_condition(rows, cid) & real[:, None]}
+
+  @tf.function(input_signature=spec)
+  def in_cond(u, c, k, f):
+    q, cid = tables_tower(u, c)
+    strict = (f == "strict") & (cid != NONE_ID)
+    excluded = tf.fill([tf.shape(u)[0], 0], -1)
+    rows, scores, scanned = tf.cond(
+        tf.reduce_any(strict),
+        lambda: servable.filter._filtered(index, q, cid, k, strict, excluded),  # pylint: disable=protected-access
+        lambda: plain(q, k))
+    _, scores, ids = masked(rows, scores, k)
+    return {"ids": ids, "s": scores, "n": scanned}
+
+  @tf.function(input_signature=spec)
+  def full(u, c, k, f):
+    return servable.serve(u, c, k, f)
+
+  made = bs.prebuilt(USERS, "", "none")
+  args = [(m["user_id"], m["condition"], m["k"], m["filter"]) for m in made]
+  functions = {"empty tf.function (4 inputs)": empty, "+ id tables, query tower": tower,
+               "+ ScaNN search, id gather": search, "+ pad, k mask": pad_mask,
+               "+ condition match": match, "pad/mask inside the strict/plain cond": in_cond,
+               "full Servable.serve": full}
+  for fn in functions.values():
+    fn(*args[0])
+
+  def call(fn):
+    return lambda i: [v.numpy() for v in fn(*args[i % len(args)]).values()]
+
+  report(timed_loop({n: call(f) for n, f in functions.items()}, 150, 10))
+
+
+def leaves(num_items):
+  catalog = bs.Catalog(num_items, 1000, 0.75, 0)
+  queries = bs.tower_queries(bs.query_tower(catalog, 0))
+  exact_rows, _ = bs.exact_top(catalog.embeddings, queries, 10)
+  index = ScannIndex(catalog.embeddings, bs.MAX_K)
+  print(f"{index.num_leaves} leaves, tfcr searches {index.base_leaves}, reorder {index.reorder}")
+  searcher = scann_ops.searcher_from_module(index.state)
+  functions = {}
+  for count, reorder in ((128, 400), (96, 400), (64, 400), (64, 200), (48, 300), (32, 400)):
+    @tf.function(input_signature=[tf.TensorSpec([None, bs.DIM], tf.float32)])
+    def search(q, count=count, reorder=reorder):
+      return searcher.search_batched(q, final_num_neighbors=10,
+                                     pre_reorder_num_neighbors=reorder,
+                                     leaves_to_search=count)[0]
+    rows = np.concatenate([search(queries[i:i + 100]).numpy() for i in range(0, 1000, 100)])
+    recall = np.mean([len(set(rows[i]) & set(exact_rows[i])) / 10 for i in range(1000)])
+    name = f"{count} leaves, reorder {reorder}"
+    print(f"{name}: recall@10 {recall:.4f}", flush=True)
+    functions[name] = search
+  report(timed_loop({n: (lambda i, f=f: f(queries[i % 1000][None]).numpy())
+                     for n, f in functions.items()}, 40, 20))
+
+
+def compare(exports):
+  loaded = {path: tf.saved_model.load(path).signatures["serving_default"] for path in exports}
+  for filter_, condition in (("none", ""), ("strict", "s10")):
+    made = bs.prebuilt(USERS, condition, filter_)
+    for fn in loaded.values():
+      fn(**made[0])
+    print(f"filter {filter_!r}, condition {condition!r}:")
+    report(timed_loop({p: (lambda i, f=f: [v.numpy() for v in f(**made[i % 256]).values()])
+                       for p, f in loaded.items()}, 40, 20))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--mode", choices=("decompose", "leaves", "compare"), required=True)
+  parser.add_argument("--items", type=int, default=1_000_000)
+  parser.add_argument("--exports", default="", help="compare: comma-separated SavedModel dirs")
+  args = parser.parse_args()
+  if args.mode == "decompose":
+    decompose(args.items)
+  elif args.mode == "leaves":
+    leaves(args.items)
+  else:
+    exports = [e for e in args.exports.split(",") if e]
+    if not exports:
+      parser.error("--mode=compare needs --exports")
+    compare(exports)
+
+
+if __name__ == "__main__":
+  main()
