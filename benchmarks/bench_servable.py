@@ -70,6 +70,7 @@ from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
 from tfcr.data.schema import MultiValued  # noqa: E402
 from tfcr.model.towers import QueryTower  # noqa: E402
 from tfcr.model_io import Vocabularies  # noqa: E402
+from tfcr.index_tuning import DEFAULT_RECALL_TARGET  # noqa: E402
 from tfcr.servable import Servable  # noqa: E402
 
 DIM = 64
@@ -184,13 +185,18 @@ def folder_size(path: str) -> int:
              for root, _, files in os.walk(path) for f in files)
 
 
-def export(catalog: Catalog, tower, index: str, path: str,
-           exact_threshold=None) -> Dict[str, float]:
-  """Builds the servable and saves it as export_servable does; returns timings/size."""
+def export(catalog: Catalog, tower, index: str, path: str, exact_threshold=None,
+           recall_target: float = DEFAULT_RECALL_TARGET) -> Dict[str, float]:
+  """Builds the servable and saves it as export_servable does; returns timings/size and,
+  for ScaNN, the leaves it searches (tuned at build time to recall_target)."""
   start = time.perf_counter()
   servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index=index,
-                      max_k=MAX_K, exact_threshold=exact_threshold)
+                      max_k=MAX_K, exact_threshold=exact_threshold,
+                      recall_target=recall_target)
   built = time.perf_counter()
+  tuning = getattr(servable.index, "tuning", None)
+  leaves = (f"{tuning.leaves} of {servable.index.num_leaves} (recall@10 {tuning.recall:.3f} "
+            f"on the sample)" if tuning else "-")
   tf.saved_model.save(
       servable, path,
       signatures={"serving_default": servable.serve,
@@ -200,7 +206,7 @@ def export(catalog: Catalog, tower, index: str, path: str,
   del servable
   gc.collect()
   return {"build_s": built - start, "save_s": saved - built, "total_s": saved - start,
-          "size_mb": folder_size(path) / 2 ** 20}
+          "size_mb": folder_size(path) / 2 ** 20, "leaves": leaves}
 
 
 class Loaded:
@@ -330,7 +336,8 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
   exports, loaded, cold = {}, {}, {}
   for index in ("scann", "brute_force"):
     log(f"export {index}")
-    exports[index] = export(catalog, tower, index, paths[index])
+    exports[index] = export(catalog, tower, index, paths[index],
+                            recall_target=args.recall_target)
     log(f"  {exports[index]}")
   for index in ("scann", "brute_force"):
     # Load, then the first unfiltered and the first streaming strict call: each path's
@@ -351,10 +358,11 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
 
   report.append(f"\n#### {label} items: export and cold start\n")
   report.append(table(
-      ["index", "Servable() s (index build)", "saved_model.save s", "export total s",
+      ["index", "Servable() s (index build, leaf tuning)", "leaves searched",
+       "saved_model.save s", "export total s",
        "SavedModel MB", "load s", "1st call ms (none)", "1st call ms (strict s50)",
        "RSS MB: load / +1st none / +1st strict"],
-      [[index, f"{e['build_s']:.1f}", f"{e['save_s']:.1f}", f"{e['total_s']:.1f}",
+      [[index, f"{e['build_s']:.1f}", e["leaves"], f"{e['save_s']:.1f}", f"{e['total_s']:.1f}",
         f"{e['size_mb']:.0f}", f"{cold[index][0]:.1f}", f"{cold[index][1]:.0f}",
         f"{cold[index][2]:.0f}",
         f"{cold[index][3]:.0f} / +{cold[index][4]:.0f} / +{cold[index][5]:.0f}"]
@@ -434,8 +442,10 @@ def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users
   log("crossover: export stream-only and exact-only servables")
   paths = {"stream": os.path.join(out_dir, f"{label}-scann-stream"),
            "exact": os.path.join(out_dir, f"{label}-scann-exact")}
-  export(catalog, tower, "scann", paths["stream"], exact_threshold=0)
-  export(catalog, tower, "scann", paths["exact"], exact_threshold=HUGE_THRESHOLD)
+  export(catalog, tower, "scann", paths["stream"], exact_threshold=0,
+         recall_target=args.recall_target)
+  export(catalog, tower, "scann", paths["exact"], exact_threshold=HUGE_THRESHOLD,
+         recall_target=args.recall_target)
   servables = {name: Loaded(path) for name, path in paths.items()}
   rows = []
   crossing = None
@@ -720,6 +730,8 @@ def main(argv=None):
   parser.add_argument("--spread", type=float, default=0.75,
                       help="noise norm / cluster centre norm before normalising")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--recall_target", type=float, default=DEFAULT_RECALL_TARGET,
+                      help="ScaNN leaf tuning target (serving.export --scann_recall_target)")
   parser.add_argument("--no_crossover", action="store_true",
                       help="skip the exact_threshold crossover")
   parser.add_argument("--crossover_block", type=int, default=1,

@@ -26,6 +26,10 @@ flags.DEFINE_integer("exact_threshold", None,
                      "Strict filter: conditions with at most this many items are scored "
                      "exactly instead of by over-fetching (default: 1% of the catalog, the "
                      "measured crossover).")
+flags.DEFINE_float("scann_recall_target", 0.97,
+                   "ScaNN index: search the fewest leaves whose recall@10 against exact "
+                   "search reaches this on a sample of the model's own queries (measured "
+                   "at export). Lower is faster.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -38,7 +42,8 @@ def main(argv):
   try:
     path = export_servable(FLAGS.model_dir, FLAGS.export_dir, index=FLAGS.index,
                            max_k=FLAGS.max_k, version=FLAGS.export_version,
-                           exact_threshold=FLAGS.exact_threshold)
+                           exact_threshold=FLAGS.exact_threshold,
+                           recall_target=FLAGS.scann_recall_target)
   except ConfigError as e:
     print(f"export: error: {e}", file=sys.stderr)
     return 2

@@ -165,6 +165,19 @@ def test_export_binary_and_trainer_export_dir(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"{export_dir}/2" in result.stdout
   assert sorted(os.listdir(export_dir)) == ["1", "2"]
+  # The ScaNN export reports the leaves it chose and the recall they reached.
+  tuned = re.search(r"ScaNN searches (\d+) of (\d+) leaves per query: recall@10 ([\d.]+) "
+                    r"against exact search on 1000 sample queries of the model \(target 0.97\)",
+                    result.stdout)
+  assert tuned, result.stdout
+  assert 1 <= int(tuned[1]) <= int(tuned[2]) and float(tuned[3]) >= 0.97
+  out_of_range = subprocess.run(
+      [sys.executable, "-m", "serving.export", f"--model_dir={model_dir}",
+       f"--export_dir={export_dir}", "--scann_recall_target=1.5"], cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=300)
+  assert out_of_range.returncode == 2
+  assert "--scann_recall_target must be in (0, 1]" in out_of_range.stderr
+  assert "Traceback" not in out_of_range.stderr
   bad = subprocess.run([sys.executable, "-m", "serving.export", f"--model_dir={tmp_path}",
                         f"--export_dir={export_dir}"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)

@@ -13,15 +13,20 @@ all searches of one call share one searcher handle.
 
 * `BruteForceIndex`: exact dot products and top-k; standard TensorFlow ops only, so a
   stock TF Serving can load a servable that uses it.
-* `ScannIndex`: ScaNN (tree partitioning + asymmetric hashing + exact re-ranking). The
-  number of leaves searched grows with n, so a large n (the condition filter's later
-  rounds) still reaches enough items; at n = num_items every leaf is searched.
+* `ScannIndex`: ScaNN (tree partitioning + asymmetric hashing + exact re-ranking). It
+  searches the fewest leaves that reach a recall target on a sample of the model's
+  queries (measured at export, `tfcr.index_tuning`), more as n grows, so a large n (the
+  condition filter's later rounds) still reaches enough items; at n = num_items every
+  leaf is searched.
 """
 
 import math
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+
+from tfcr import index_tuning
 
 
 class BruteForceIndex(tf.Module):
@@ -49,20 +54,30 @@ def scann_leaves(num_items: int) -> int:
 
 class ScannIndex(tf.Module):
   """ScaNN searcher saved as its serialized state (requires `from scann import scann_ops`
-  before loading)."""
+  before loading).
 
-  def __init__(self, embeddings: np.ndarray, max_k: int, leaves_to_search_share=0.1,
-               min_leaves_to_search: int = 128, min_points_to_search: int = 5000,
-               reorder: int = 0, training_threads: int = 0, name: str = "scann_index"):
+  With `tuning_queries` (a sample of the model's query vectors, as the servable passes),
+  the number of leaves searched is the fewest that reach `recall_target` recall@10 on
+  them (`tfcr.index_tuning`); `tuning` then holds the choice. Without, a rule of thumb.
+  """
+
+  def __init__(self, embeddings: np.ndarray, max_k: int,
+               tuning_queries: Optional[np.ndarray] = None,
+               recall_target: float = index_tuning.DEFAULT_RECALL_TARGET,
+               leaves_to_search_share=0.1, min_leaves_to_search: int = 128,
+               min_points_to_search: int = 5000, reorder: int = 0,
+               training_threads: int = 0, name: str = "scann_index"):
     super().__init__(name=name)
     from scann import scann_ops  # pylint: disable=g-import-not-at-top
+    if not 0 < recall_target <= 1:
+      raise ValueError(f"recall_target must be in (0, 1], got {recall_target}.")
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     self.num_items = int(embeddings.shape[0])
     self.num_leaves = scann_leaves(self.num_items)
-    # A share of the leaves, but never fewer than min_leaves_to_search leaves or
-    # ~min_points_to_search points: scoring a few thousand hashed points costs
-    # microseconds, and weakly clustered trained embeddings need them for 95% recall@10
-    # (measured: 32 of 316 leaves gave 0.70 at 100k items, 128 gave 0.96).
+    # Without tuning queries: a share of the leaves, but never fewer than
+    # min_leaves_to_search leaves or ~min_points_to_search points (scoring a few
+    # thousand hashed points costs microseconds; measured: 32 of 316 leaves gave recall@10
+    # 0.70 at 100k items, 128 gave 0.96).
     per_leaf = self.num_items / self.num_leaves
     self.base_leaves = min(self.num_leaves, max(
         1, int(math.ceil(self.num_leaves * leaves_to_search_share)), min_leaves_to_search,
@@ -84,7 +99,33 @@ class ScannIndex(tf.Module):
     builder = builder.reorder(self.reorder)
     builder.training_threads = training_threads
     searcher = builder.build()
+    self.tuning = None
+    if tuning_queries is not None and len(tuning_queries) and self.num_leaves > 1:
+      self.tuning = self._tune(searcher, embeddings, tuning_queries, recall_target)
+      self.base_leaves = self.tuning.leaves
     self.state = searcher.serialize_to_module()
+
+  def _tune(self, searcher, embeddings, queries, target) -> index_tuning.LeafChoice:
+    k = min(index_tuning.TUNING_K, self.num_items)
+    queries = tf.constant(np.asarray(queries, np.float32))
+    exact = index_tuning.exact_top_k(embeddings, queries.numpy(), k)
+    pre_reorder = self.pre_reorder(k)
+
+    def search(leaves):
+      rows, _ = searcher.search_batched_parallel(
+          queries, final_num_neighbors=k, pre_reorder_num_neighbors=pre_reorder,
+          leaves_to_search=leaves)
+      return rows.numpy()
+
+    return index_tuning.fewest_leaves(search, exact, self.num_leaves, target)
+
+  def pre_reorder(self, n):
+    """AH candidates re-ranked exactly for a fetch of n: at least `reorder`; large
+    fetches (the strict filter's) re-rank proportionally more, or their tail loses
+    recall; capped so a huge n does not re-rank the world. Python ints or tensors."""
+    if isinstance(n, int):
+      return max(min(6 * n, 4000), n, self.reorder)
+    return tf.maximum(tf.minimum(6 * n, 4000), tf.maximum(n, self.reorder))
 
   def bind(self) -> "_BoundScann":
     """One searcher handle for every search of the graph being built.
@@ -118,11 +159,8 @@ class _BoundScann:
     leaves = tf.clip_by_value(leaves, index.base_leaves, index.num_leaves)
     if index.num_leaves == 1:
       leaves = tf.constant(-1)
-    # Large fetches (the strict filter's) re-rank proportionally more AH candidates, or
-    # their tail loses recall; capped so a huge n does not re-rank the world.
-    pre_reorder = tf.maximum(tf.minimum(6 * n, 4000), tf.maximum(n, index.reorder))
     rows, scores = searcher.search_batched(
-        queries, final_num_neighbors=n, pre_reorder_num_neighbors=pre_reorder,
+        queries, final_num_neighbors=n, pre_reorder_num_neighbors=index.pre_reorder(n),
         leaves_to_search=leaves)
     # ScaNN pads with row 0 and NaN distance when fewer candidates were found.
     missing = tf.math.is_nan(scores)
@@ -130,9 +168,13 @@ class _BoundScann:
             tf.where(missing, -1, tf.cast(rows, tf.int32)))
 
 
-def make_index(kind: str, embeddings: np.ndarray, max_k: int):
+def make_index(kind: str, embeddings: np.ndarray, max_k: int,
+               tuning_queries: Optional[np.ndarray] = None,
+               recall_target: float = index_tuning.DEFAULT_RECALL_TARGET):
+  """tuning_queries: sample query vectors to tune ScaNN on (ignored by brute force)."""
   if kind == "brute_force":
     return BruteForceIndex(embeddings)
   if kind == "scann":
-    return ScannIndex(embeddings, max_k)
+    return ScannIndex(embeddings, max_k, tuning_queries=tuning_queries,
+                      recall_target=recall_target)
   raise ValueError(f"Unknown --index={kind!r}; valid values: scann, brute_force.")

@@ -87,7 +87,7 @@ def ensure_exported(model_dir: str, export_dir: str, index: str = "scann",
         and os.path.exists(os.path.join(path, "saved_model.pb"))):
       log(f"Reusing the {index} servable in {path}.")
       return path
-  path = export_servable(model_dir, export_dir, index=index, **export_args)
+  path = export_servable(model_dir, export_dir, index=index, log=log, **export_args)
   records[export_dir] = {"version": int(os.path.basename(path)), **wanted}
   from tfcr.train import write_json_atomically  # pylint: disable=g-import-not-at-top
   write_json_atomically(record_path, records)

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +31,7 @@ from tfcr.condition_filter import ConditionFilter
 from tfcr.conditions import NONE_ID, NUM_RESERVED, OOV_ID
 from tfcr.config import ConfigError
 from tfcr.evaluation import embed
+from tfcr import index_tuning
 from tfcr.index import make_index
 from tfcr.model_io import load_trained_model
 
@@ -43,12 +44,31 @@ def _string_table(keys, values, default):
   return tf.lookup.StaticHashTable(initializer, default_value=default)
 
 
+def sample_queries(query_tower, conditional: bool, vocabularies,
+                   count: int = index_tuning.SAMPLE_SIZE, seed: int = 0) -> np.ndarray:
+  """Query vectors like the ones the servable will see, to tune the index on: random
+  known users; for a conditional model half without a condition and half with one drawn
+  as training draws them (an item's condition, so common conditions more often)."""
+  rng = np.random.default_rng(seed)
+  users = rng.integers(1, len(vocabularies.user_ids) + 1, size=count, dtype=np.int32)
+  inputs = {"user": users}
+  if conditional:
+    condition = np.full(count, NONE_ID, np.int32)
+    entries = vocabularies.conditions.ids
+    if len(entries):
+      half = np.arange(count) % 2 == 1
+      condition[half] = rng.choice(entries, size=int(half.sum()))
+    inputs["condition"] = condition
+  return np.asarray(query_tower({n: tf.constant(v) for n, v in inputs.items()}))
+
+
 class Servable(tf.Module):
   """Query tower + ANN index + condition filter, with its id tables, as one tf.Module."""
 
   def __init__(self, query_tower, conditional: bool, vocabularies, item_embeddings,
                index: str = "scann", max_k: int = 100,
-               exact_threshold: Optional[int] = None):
+               exact_threshold: Optional[int] = None,
+               recall_target: float = index_tuning.DEFAULT_RECALL_TARGET):
     super().__init__(name="tfcr_servable")
     if max_k < 1 or max_k > len(vocabularies.item_ids):
       raise ConfigError(f"--max_k must be in 1..{len(vocabularies.item_ids)} (the catalog "
@@ -67,7 +87,10 @@ class Servable(tf.Module):
                                     np.arange(len(vocabularies.item_ids), dtype=np.int32), -1)
     self.item_ids = tf.Variable(np.asarray(vocabularies.item_ids).astype(str).astype(object),
                                 trainable=False, name="item_ids")
-    self.index = make_index(index, item_embeddings, self.max_k)
+    tuning_queries = (sample_queries(query_tower, conditional, vocabularies)
+                      if index == "scann" else None)
+    self.index = make_index(index, item_embeddings, self.max_k, tuning_queries,
+                            recall_target)
     self.filter = ConditionFilter(conditions, item_embeddings, self.max_k,
                                   exact_threshold=exact_threshold)
 
@@ -157,14 +180,21 @@ def next_version(export_dir: str) -> int:
 
 def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k: int = 100,
                     version: Optional[int] = None,
-                    exact_threshold: Optional[int] = None) -> str:
+                    exact_threshold: Optional[int] = None,
+                    recall_target: float = index_tuning.DEFAULT_RECALL_TARGET,
+                    log: Callable[[str], None] = print) -> str:
   """Exports the model of `model_dir` as EXPORT_DIR/<version>/; returns that path.
+
+  recall_target: the ScaNN index searches the fewest leaves reaching this recall@10
+  against exact search on a sample of the model's queries (reported through `log`).
 
   Written to a temporary folder beside it and renamed at the end, so a model server
   polling export_dir never sees half a version.
   """
   if index not in ("scann", "brute_force"):
     raise ConfigError(f"Unknown --index={index!r}; valid values: scann, brute_force.")
+  if not 0 < recall_target <= 1:
+    raise ConfigError(f"--scann_recall_target must be in (0, 1], got {recall_target}.")
   export_dir = os.path.abspath(os.path.expanduser(export_dir))
   version = next_version(export_dir) if version is None else int(version)
   if version < 1:
@@ -179,7 +209,13 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
   item_embeddings = embed(lambda x: model.candidate_tower(x["item"]),
                           {"item": np.arange(len(vocabularies.item_ids), dtype=np.int32)})
   servable = Servable(model.query_tower, config.model == "cr", vocabularies, item_embeddings,
-                      index=index, max_k=max_k, exact_threshold=exact_threshold)
+                      index=index, max_k=max_k, exact_threshold=exact_threshold,
+                      recall_target=recall_target)
+  tuning = getattr(servable.index, "tuning", None)
+  if tuning is not None:
+    log(f"ScaNN searches {tuning.leaves} of {servable.index.num_leaves} leaves per query: "
+        f"recall@{tuning.k} {tuning.recall:.3f} against exact search on "
+        f"{tuning.num_queries} sample queries of the model (target {tuning.target}).")
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:
