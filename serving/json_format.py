@@ -174,8 +174,11 @@ def format_floats(values: np.ndarray) -> List[str]:
     return _format_finite(flat)
   # Padded outputs (e.g. -inf scores past k) are mostly non-finite: only the finite
   # values need the printf round trip.
-  texts = ["NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
-           for v in flat.tolist()]
+  if np.all(flat[~finite] == -np.inf):
+    texts = ["-Infinity"] * flat.size
+  else:
+    texts = ["NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+             for v in flat.tolist()]
   for i, text in zip(np.flatnonzero(finite).tolist(), _format_finite(flat[finite])):
     texts[i] = text
   return texts
@@ -208,6 +211,15 @@ def quote_strings(texts: List[str]) -> List[str]:
   if _NEEDS_ESCAPE.search("".join(texts)):
     return [quote_string(t) for t in texts]
   return ['"' + t + '"' for t in texts]
+
+
+def quoted_rows(texts: List[str], width: int) -> List[str]:
+  """Rows of `width` texts, each row's `quote_string`s joined by ", " (a single-line
+  array's contents); one scan decides whether any text needs escaping."""
+  starts = range(0, len(texts), width)
+  if _NEEDS_ESCAPE.search("".join(texts)):
+    return [", ".join(map(quote_string, texts[i:i + width])) for i in starts]
+  return ['"' + '", "'.join(texts[i:i + width]) + '"' for i in starts]
 
 
 def _number_token(value) -> str:

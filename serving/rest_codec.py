@@ -32,8 +32,7 @@ from serving.errors import ServingError, invalid_argument
 from serving.json_format import (PrettyWriter, decode_b64_object, error_body,
                                  format_floats, from_bytes, is_b64_object, json_type,
                                  json_value_to_string, parse_json_body, quote_string,
-                                 quote_strings,
-                                 to_bytes, write_tensor)
+                                 quote_strings, quoted_rows, to_bytes, write_tensor)
 
 __all__ = [
     "DEFAULT_SIGNATURE", "parse_json_body", "signature_name_of",
@@ -413,7 +412,64 @@ def _row_body(arrays: Dict[str, np.ndarray]) -> bytes:
       raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
                              f"{array.shape[0]} expecting: {batch}")
     batch = array.shape[0]
-  encoded = {name: _output_tokens(name, a) for name, a in arrays.items()}
+  if all(a.ndim <= 2 and not (name.endswith("_bytes") and a.dtype.kind in "OSU")
+         for name, a in arrays.items()):
+    return _flat_row_body(arrays, batch)
+  return to_bytes(_written_row_text(arrays, batch))
+
+
+_FRAME_SLOT = "\x00"  # never in a written frame: quote_string escapes NUL in keys
+_frames: Dict[tuple, List[str]] = {}
+
+
+def _row_frame(arrays: Dict[str, np.ndarray], batch: int) -> List[str]:
+  """The row-format body of a batch of rows whose outputs are scalars or flat arrays,
+  with every value (a scalar, or an array's contents) left out: the text around the
+  values. It depends only on the outputs' names, ranks and the batch size, so it is
+  written once (by the same PrettyWriter as `_written_row_text`) and cached."""
+  key = (tuple((name, a.ndim) for name, a in arrays.items()), batch)
+  frame = _frames.get(key)
+  if frame is None:
+    slots = {name: (np.array([_FRAME_SLOT] * batch, object) if a.ndim == 1 else
+                    np.array([[_FRAME_SLOT]] * batch, object))
+             for name, a in arrays.items()}
+    frame = _written_row_text(slots, batch, lambda name, a: (a.ravel().tolist(), False)
+                              ).split(_FRAME_SLOT)
+    if len(_frames) >= 1024:
+      _frames.clear()
+    _frames[key] = frame
+  return frame
+
+
+def _row_values(name: str, array: np.ndarray) -> List[str]:
+  """Per batch row, the JSON text of this output's value: a scalar's token, or a flat
+  array's tokens joined by ", " as a single-line array holds them."""
+  if array.ndim == 1:
+    return _output_tokens(name, array)[0]
+  width = array.shape[1]
+  if width == 0:
+    return [""] * array.shape[0]
+  if array.dtype.kind in "OSU":
+    return quoted_rows(_decoded(array.ravel().tolist()), width)
+  tokens = _output_tokens(name, array)[0]
+  return [", ".join(tokens[i:i + width]) for i in range(0, len(tokens), width)]
+
+
+def _flat_row_body(arrays: Dict[str, np.ndarray], batch: int) -> bytes:
+  """`_written_row_text`'s bytes, built as frame + values: the common case (outputs of
+  rank 1 or 2, no b64) costs a third as much, which matters on a busy event loop."""
+  frame = _row_frame(arrays, batch)
+  values = [_row_values(name, a) for name, a in arrays.items()]
+  parts = [""] * (2 * len(frame) - 1)
+  parts[0::2] = frame
+  parts[1::2] = [row[item] for item in range(batch) for row in values]
+  return to_bytes("".join(parts))
+
+
+def _written_row_text(arrays: Dict[str, np.ndarray], batch: int, tokens_of=None) -> str:
+  """The row-format body written token by token (any rank, b64 objects)."""
+  tokens_of = tokens_of or _output_tokens
+  encoded = {name: tokens_of(name, a) for name, a in arrays.items()}
   objects = len(arrays) > 1
   writer = PrettyWriter()
   writer.start_object()
@@ -435,7 +491,7 @@ def _row_body(arrays: Dict[str, np.ndarray]) -> bytes:
       writer.end_object()
   writer.end_array()
   writer.end_object()
-  return writer.to_bytes()
+  return writer.getvalue()
 
 
 def _columnar_body(arrays: Dict[str, np.ndarray]) -> bytes:
