@@ -80,7 +80,7 @@ def test_missing_columns_are_named():
     from_dataframes(interactions.assign(item_id="nope"), items)
 
 
-def test_round_trip_and_a_new_condition_type_is_trainable(tmp_path):
+def test_round_trip_and_a_new_condition_type_is_trainable(tmp_path, capsys):
   from tfcr.data import synthetic  # pylint: disable=g-import-not-at-top
   source = synthetic.generate(n_users=60, n_items=80, n_conditions=5, n_interactions=1200,
                               seed=3)
@@ -96,6 +96,8 @@ def test_round_trip_and_a_new_condition_type_is_trainable(tmp_path):
                                                       "brand_3"]
   from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
   metrics = train_and_evaluate(TrainConfig(dataset="synthetic", condition_feature="brand",
-                                           epochs=1, batch_size=128, verbose=0,
+                                           epochs=1, batch_size=128, verbose=1,
                                            model_dir=str(tmp_path / "cr")), data=data)
   assert 0.0 <= metrics["topic_match@10"] <= 1.0
+  # The summary names the data trained on, not --dataset's default.
+  assert "CR on dataframes (condition: brand)" in capsys.readouterr().out

@@ -115,6 +115,7 @@ def train_and_evaluate(config: TrainConfig, data=None) -> Dict[str, float]:
   config = config.resolved()
   if data is None:
     data = load_dataset(config)
+  data_name = data.name  # own data (data=...) is labelled by its name, not --dataset
   prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
   num_train = len(prepared.train)
   if config.batch_size > num_train:
@@ -169,6 +170,6 @@ def train_and_evaluate(config: TrainConfig, data=None) -> Dict[str, float]:
       print(f"Exported {config.export_index} servable to {path}")
   if config.verbose:
     print(evaluation.format_table(
-        metrics, f"{config.model.upper()} on {config.dataset} "
+        metrics, f"{config.model.upper()} on {data_name} "
                  f"(condition: {config.condition_feature})"))
   return metrics
