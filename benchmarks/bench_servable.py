@@ -195,8 +195,9 @@ def export(catalog: Catalog, tower, index: str, path: str, exact_threshold=None,
                       recall_target=recall_target)
   built = time.perf_counter()
   tuning = getattr(servable.index, "tuning", None)
-  leaves = (f"{tuning.leaves} of {servable.index.num_leaves} (recall@10 {tuning.recall:.3f} "
-            f"on the sample)" if tuning else "-")
+  leaves = (f"{tuning.leaves} of {servable.index.num_leaves} (on the sample: " + ", ".join(
+      f"recall@{k} {tuning.recall[k]:.3f} of {tuning.ceiling[k]:.3f}"
+      for k in sorted(tuning.recall)) + ")" if tuning else "-")
   tf.saved_model.save(
       servable, path,
       signatures={"serving_default": servable.serve,

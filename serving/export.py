@@ -27,9 +27,10 @@ flags.DEFINE_integer("exact_threshold", None,
                      "exactly instead of by over-fetching (default: 1% of the catalog, the "
                      "measured crossover).")
 flags.DEFINE_float("scann_recall_target", 0.97,
-                   "ScaNN index: search the fewest leaves whose recall@10 against exact "
-                   "search reaches this on a sample of the model's own queries (measured "
-                   "at export). Lower is faster.")
+                   "ScaNN index: search the fewest leaves whose recall@10 and recall@max_k "
+                   "against exact search, on a sample of the model's own queries, reach "
+                   "this share of what searching every leaf reaches (measured at export). "
+                   "Lower is faster; 1.0 loses nothing to the partitioning.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 

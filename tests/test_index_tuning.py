@@ -55,20 +55,36 @@ def test_recall_hand_worked():
 
 
 def test_fewest_leaves_bisects_for_the_smallest_step_reaching_the_target():
-  exact = np.arange(10)[None, :].repeat(4, axis=0)
+  exact = {10: np.arange(10)[None, :].repeat(4, axis=0)}
   searched = []
 
-  def search(leaves):  # recall = min(1, leaves / 40): 10 rows, leaves // 4 of them right
+  def search(leaves, k):  # recall@10 = min(0.9, leaves / 40): leaves // 4 rows right, <= 9
     searched.append(leaves)
-    right = min(10, leaves // 4)
-    return np.concatenate([exact[:, :right], np.full((4, 10 - right), -1)], axis=1)
+    right = min(9, leaves // 4)
+    return np.concatenate([exact[k][:, :right], np.full((4, k - right), -1)], axis=1)
 
-  choice = index_tuning.fewest_leaves(search, exact, 1000, target=0.7)
-  assert choice.leaves == 32 and choice.recall == pytest.approx(0.8)  # 24 leaves: 0.6
-  assert len(searched) <= 6  # bisection, not a scan of the 20-step ladder
-  assert 24 in searched  # the step below was measured short of the target
-  unreachable = index_tuning.fewest_leaves(lambda leaves: np.full((4, 10), -1), exact, 1000)
-  assert unreachable.leaves == 1000 and unreachable.recall == 0
+  # Every leaf finds 9 of 10: the ceiling. 0.75 of it is 0.675: 7 right, i.e. 28 leaves,
+  # the ladder's 32 (24 leaves give 0.6).
+  choice = index_tuning.fewest_leaves(search, exact, 1000, target=0.75)
+  assert choice.leaves == 32
+  assert choice.recall == {10: pytest.approx(0.8)} and choice.ceiling == {10: pytest.approx(0.9)}
+  assert len(searched) <= 7  # the ceiling, then bisection, not a scan of the 20-step ladder
+  assert 24 in searched and 1000 in searched
+  everything = index_tuning.fewest_leaves(search, exact, 1000, target=1.0)
+  assert everything.leaves == 48  # the first step where 9 of 10 are found (36 leaves)
+
+
+def test_every_k_must_reach_the_target():
+  """A long list needs more leaves than a short one: the choice satisfies both."""
+  exact = {k: np.arange(k)[None, :].repeat(2, axis=0) for k in (10, 100)}
+
+  def search(leaves, k):  # top-10 complete from 8 leaves; top-100 grows until 64
+    right = k if leaves >= 8 and k == 10 else min(k, int(k * leaves / 64))
+    return np.concatenate([exact[k][:, :right], np.full((2, k - right), -1)], axis=1)
+
+  assert index_tuning.fewest_leaves(search, {10: exact[10]}, 100, target=0.97).leaves == 8
+  both = index_tuning.fewest_leaves(search, exact, 100, target=0.97)
+  assert both.leaves == 64 and both.recall == {10: 1.0, 100: 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +93,12 @@ def clustered():
 
 
 def _recall_through_search(index, queries, exact, leaves=None):
-  """recall@10 of the index's own serving search (eager), optionally at other leaves."""
+  """recall@k of the index's own serving search (eager), optionally at other leaves."""
   saved = index.base_leaves
   if leaves is not None:
     index.base_leaves = leaves
   try:
-    _, rows = index.search(queries, 10)
+    _, rows = index.search(queries, exact.shape[1])
   finally:
     index.base_leaves = saved
   return index_tuning.recall(rows.numpy(), exact)
@@ -90,20 +106,26 @@ def _recall_through_search(index, queries, exact, leaves=None):
 
 def test_tuned_index_meets_the_target_with_the_fewest_leaves(clustered):
   items, tuning, held_out = clustered
-  index = ScannIndex(items, 10, tuning_queries=tuning, recall_target=0.95)
+  index = ScannIndex(items, 50, tuning_queries=tuning, recall_target=0.95)
   choice = index.tuning
   assert choice is not None and choice.leaves == index.base_leaves
   assert 1 < choice.leaves < index.num_leaves  # tuning had something to decide here
-  exact = _numpy_top(items, tuning, 10)
-  # The serving path, checked against NumPy's exact top-10, reaches the target...
-  assert _recall_through_search(index, tuning, exact) == pytest.approx(choice.recall)
-  assert choice.recall >= 0.95
-  # ...and the ladder step below it does not.
+  assert sorted(choice.recall) == [10, 50]
   ladder = index_tuning.leaf_ladder(index.num_leaves)
   below = ladder[ladder.index(choice.leaves) - 1]
-  assert _recall_through_search(index, tuning, exact, leaves=below) < 0.95
+  short = []
+  for k in (10, 50):
+    exact = _numpy_top(items, tuning, k)
+    # The serving path, checked against NumPy's exact top-k, gives what tuning measured...
+    assert _recall_through_search(index, tuning, exact) == pytest.approx(choice.recall[k])
+    every_leaf = _recall_through_search(index, tuning, exact, leaves=index.num_leaves)
+    assert every_leaf == pytest.approx(choice.ceiling[k])
+    assert choice.recall[k] >= 0.95 * every_leaf
+    # ...and the ladder step below falls short for at least one k.
+    short.append(_recall_through_search(index, tuning, exact, leaves=below) < 0.95 * every_leaf)
+  assert any(short)
   # Queries it was not tuned on, from the same distribution, land close to the target.
-  assert _recall_through_search(index, held_out, _numpy_top(items, held_out, 10)) >= 0.93
+  assert _recall_through_search(index, held_out, _numpy_top(items, held_out, 10)) >= 0.92
 
 
 def test_higher_target_searches_more_leaves(clustered):
@@ -111,7 +133,8 @@ def test_higher_target_searches_more_leaves(clustered):
   low = ScannIndex(items, 10, tuning_queries=tuning, recall_target=0.8)
   high = ScannIndex(items, 10, tuning_queries=tuning, recall_target=0.99)
   assert low.base_leaves < high.base_leaves
-  assert low.tuning.recall >= 0.8 and high.tuning.recall >= 0.99
+  assert low.tuning.recall[10] >= 0.8 * low.tuning.ceiling[10]
+  assert high.tuning.recall[10] >= 0.99 * high.tuning.ceiling[10]
 
 
 def test_untuned_index_keeps_the_rule_of_thumb(clustered):

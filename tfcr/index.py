@@ -57,8 +57,9 @@ class ScannIndex(tf.Module):
   before loading).
 
   With `tuning_queries` (a sample of the model's query vectors, as the servable passes),
-  the number of leaves searched is the fewest that reach `recall_target` recall@10 on
-  them (`tfcr.index_tuning`); `tuning` then holds the choice. Without, a rule of thumb.
+  the number of leaves searched is the fewest whose recall@10 and recall@max_k on them
+  reach `recall_target` times what searching every leaf reaches (`tfcr.index_tuning`);
+  `tuning` then holds the choice. Without, a rule of thumb.
   """
 
   def __init__(self, embeddings: np.ndarray, max_k: int,
@@ -101,19 +102,20 @@ class ScannIndex(tf.Module):
     searcher = builder.build()
     self.tuning = None
     if tuning_queries is not None and len(tuning_queries) and self.num_leaves > 1:
-      self.tuning = self._tune(searcher, embeddings, tuning_queries, recall_target)
+      self.tuning = self._tune(searcher, embeddings, tuning_queries, recall_target, max_k)
       self.base_leaves = self.tuning.leaves
     self.state = searcher.serialize_to_module()
 
-  def _tune(self, searcher, embeddings, queries, target) -> index_tuning.LeafChoice:
-    k = min(index_tuning.TUNING_K, self.num_items)
-    queries = tf.constant(np.asarray(queries, np.float32))
-    exact = index_tuning.exact_top_k(embeddings, queries.numpy(), k)
-    pre_reorder = self.pre_reorder(k)
+  def _tune(self, searcher, embeddings, queries, target, max_k):
+    ks = sorted({min(index_tuning.TUNING_K, self.num_items), min(max_k, self.num_items)})
+    queries = np.asarray(queries, np.float32)
+    deepest = index_tuning.exact_top_k(embeddings, queries, ks[-1])  # best first
+    exact = {k: deepest[:, :k] for k in ks}
+    queries = tf.constant(queries)
 
-    def search(leaves):
+    def search(leaves, k):
       rows, _ = searcher.search_batched_parallel(
-          queries, final_num_neighbors=k, pre_reorder_num_neighbors=pre_reorder,
+          queries, final_num_neighbors=k, pre_reorder_num_neighbors=self.pre_reorder(k),
           leaves_to_search=leaves)
       return rows.numpy()
 

@@ -185,8 +185,9 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
                     log: Callable[[str], None] = print) -> str:
   """Exports the model of `model_dir` as EXPORT_DIR/<version>/; returns that path.
 
-  recall_target: the ScaNN index searches the fewest leaves reaching this recall@10
-  against exact search on a sample of the model's queries (reported through `log`).
+  recall_target: the ScaNN index searches the fewest leaves whose recall@10 and
+  recall@max_k against exact search, on a sample of the model's queries, reach this share
+  of what searching every leaf reaches (the choice is reported through `log`).
 
   Written to a temporary folder beside it and renamed at the end, so a model server
   polling export_dir never sees half a version.
@@ -213,9 +214,7 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
                       recall_target=recall_target)
   tuning = getattr(servable.index, "tuning", None)
   if tuning is not None:
-    log(f"ScaNN searches {tuning.leaves} of {servable.index.num_leaves} leaves per query: "
-        f"recall@{tuning.k} {tuning.recall:.3f} against exact search on "
-        f"{tuning.num_queries} sample queries of the model (target {tuning.target}).")
+    log(tuning.describe(servable.index.num_leaves))
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:

@@ -312,9 +312,11 @@ def run_comparison(options: ComparisonOptions) -> dict:
       timings[f"train_{model}"] = time.perf_counter() - start
       logging.info("Trained %s in %.1f s", model.upper(), timings[f"train_{model}"])
     start = time.perf_counter()
+    # recall_target 1.0: the comparison measures the models, so the index searches as
+    # many leaves as it takes to lose nothing to ScaNN's partitioning.
     export_paths[model] = export_servable(
         configs[model].model_dir, os.path.join(options.output_dir, "exports", model),
-        index=options.index, max_k=K)
+        index=options.index, max_k=K, recall_target=1.0, log=logging.info)
     timings[f"export_{model}"] = time.perf_counter() - start
     logging.info("Exported %s (%s) to %s in %.1f s", model.upper(), options.index,
                  export_paths[model], timings[f"export_{model}"])
