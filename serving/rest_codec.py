@@ -19,6 +19,7 @@ Choices where a Python server has to pick (see also `serving/json_format.py`):
 """
 
 import base64
+import functools
 import itertools
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -65,7 +66,9 @@ def _dtype_string(dtype: tf.DType) -> str:
   return _DTYPE_STRINGS.get(dtype, dtype.name)
 
 
+@functools.lru_cache(maxsize=None)
 def _kind_of(dtype) -> _Kind:
+  """Cached: it is asked for every input of every request (~6 us each uncached)."""
   dtype = tf.as_dtype(dtype)
   try:
     np_dtype = np.dtype(dtype.as_numpy_dtype)
