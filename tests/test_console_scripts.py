@@ -12,6 +12,8 @@ _BIN = os.path.dirname(sys.executable)
 @pytest.mark.parametrize("script, flag", [
     ("tfcr-train", "--model_dir"), ("tfcr-export", "--export_dir"),
     ("tfcr-serve", "--model_base_path"), ("tfcr-eval", "--output_dir"),
+    # Shared training flags (trainer/training_flags.py), adopted by both binaries.
+    ("tfcr-train", "--synthetic_items"), ("tfcr-eval", "--hidden_units"),
 ])
 def test_help_lists_the_binary_flags(script, flag):
   path = os.path.join(_BIN, script)

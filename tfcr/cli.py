@@ -10,13 +10,14 @@ from absl import logging
 
 def run_binary(main: Callable, module_name: str,
                flags_parser: Optional[Callable] = None) -> None:
-  """`app.run(main)` for a binary whose flags are defined in `module_name`.
+  """`app.run(main)` for a binary whose flags are key flags of `module_name` (defined
+  there, or adopted from a shared flags module).
 
   Under a console script (`tfcr-train`, ...) the main module is the generated wrapper,
   so absl's --help would list none of the binary's flags: make them key flags of the
   wrapper too.
   """
-  for flag in flags.FLAGS.get_flags_for_module(module_name):
+  for flag in flags.FLAGS.get_key_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
   if flags_parser is None:
     app.run(main)

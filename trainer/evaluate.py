@@ -24,10 +24,11 @@ from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
+from trainer import training_flags  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
 _TRAIN_HELP = (" (training, as in tfcr-train; with loaded model dirs, a flag given must "
-               "match their config.json)")
+               "match their config.json).")
 
 flags.DEFINE_string("output_dir", None,
                     "Where results.{md,csv,json}, the plots, and the trained models "
@@ -51,47 +52,18 @@ flags.DEFINE_integer("batch_queries", 256,
                      "Queries per servable call when computing the metrics.")
 
 # Training flags, passed through to the models trained here (see tfcr-train --helpfull).
-flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    "movielens-100k, synthetic or tfds:<name>" + _TRAIN_HELP)
-flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "Where data sets are cached.")
-flags.DEFINE_string("condition_feature", None,
-                    "Item-side categorical feature used as the condition, e.g. genres or "
-                    "decade (derived from the release year) on MovieLens, topics on "
-                    "synthetic. Default: the data set's natural one" + _TRAIN_HELP)
-flags.DEFINE_integer("embedding_dim", _DEFAULTS.embedding_dim,
-                     "Embedding size" + _TRAIN_HELP)
-flags.DEFINE_list("hidden_units", [str(h) for h in _DEFAULTS.hidden_units],
-                  "MLP layer sizes of each tower" + _TRAIN_HELP)
-flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs" + _TRAIN_HELP)
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Examples per batch" + _TRAIN_HELP)
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate" + _TRAIN_HELP)
-flags.DEFINE_bool("normalize_embeddings", _DEFAULTS.normalize_embeddings,
-                  "L2-normalise both towers' outputs" + _TRAIN_HELP)
-flags.DEFINE_float("temperature", _DEFAULTS.temperature, "Softmax temperature" + _TRAIN_HELP)
-flags.DEFINE_integer("extra_negatives", _DEFAULTS.extra_negatives,
-                     "Uniform extra negatives per batch" + _TRAIN_HELP)
+training_flags.define(_TRAIN_HELP)
 flags.DEFINE_integer("seed", _DEFAULTS.seed,
                      "Seed of training, of the test queries' conditions, of the latency "
                      "sample and of the bootstrap resamples.")
-flags.DEFINE_float("min_rating", None, "Only ratings >= this are positives" + _TRAIN_HELP)
-flags.DEFINE_integer("test_per_user", _DEFAULTS.test_per_user,
-                     "Each user's last N interactions are the test set" + _TRAIN_HELP)
-flags.DEFINE_integer("synthetic_users", _DEFAULTS.synthetic_users, "Synthetic: users.")
-flags.DEFINE_integer("synthetic_items", _DEFAULTS.synthetic_items, "Synthetic: items.")
-flags.DEFINE_integer("synthetic_conditions", _DEFAULTS.synthetic_conditions,
-                     "Synthetic: distinct condition values.")
-flags.DEFINE_integer("synthetic_interactions", _DEFAULTS.synthetic_interactions,
-                     "Synthetic: interactions.")
 flags.DEFINE_integer("verbose", 0, "Keras progress while training: 0 silent, 2 one line "
                      "per epoch (phases are logged either way).")
 flags.mark_flag_as_required("output_dir")
+flags.adopt_module_key_flags(training_flags)
 
 FLAGS = flags.FLAGS
 
-TRAIN_FIELDS = ("dataset", "condition_feature", "embedding_dim", "hidden_units", "epochs",
-                "batch_size", "learning_rate", "normalize_embeddings", "temperature",
-                "extra_negatives", "seed", "min_rating", "test_per_user", "synthetic_users",
-                "synthetic_items", "synthetic_conditions", "synthetic_interactions")
+TRAIN_FIELDS = training_flags.FIELDS + ("seed",)
 
 
 class FlagError(ValueError):
@@ -100,13 +72,11 @@ class FlagError(ValueError):
 
 def _train_config() -> TrainConfig:
   try:
-    hidden_units = tuple(int(h) for h in FLAGS.hidden_units)
-  except ValueError:
-    raise FlagError(f"--hidden_units must be integers, got {FLAGS.hidden_units}.") from None
-  values = {name: getattr(FLAGS, name) for name in TRAIN_FIELDS}
-  values.update(hidden_units=hidden_units, data_dir=FLAGS.data_dir, verbose=FLAGS.verbose,
-                model_dir="(set per model)")
-  return TrainConfig(**values)
+    values = training_flags.config_values()
+  except ValueError as e:
+    raise FlagError(str(e)) from None
+  return TrainConfig(**values, seed=FLAGS.seed, verbose=FLAGS.verbose,
+                     model_dir="(set per model)")
 
 
 def _model_dirs():
