@@ -7,6 +7,10 @@ queued requests (waiting up to `batch_timeout_micros` for more while below
 splits every output back by the requests' sizes. Requests whose inputs differ in their
 inner dimensions (e.g. a different number of exclusions) run in separate sub-batches.
 
+A request may come with a reply encoder (`ReplyEncoder`): the requests of a batch that
+share one get their replies encoded in one pass over the merged outputs, on the batch
+thread, instead of one by one on the front end's event loop.
+
 Errors, as TF Serving's: a request larger than `max_batch_size` is INVALID_ARGUMENT
 `Task size N is larger than maximum input batch size M`; a request that would make more
 than `max_enqueued_batches` batches wait is UNAVAILABLE (the queue is full).
@@ -19,7 +23,7 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -27,6 +31,21 @@ import numpy as np
 from serving.errors import ServingError
 
 Tensors = Dict[str, np.ndarray]
+
+
+class ReplyEncoder:
+  """Turns model outputs into a front end's replies. Encoders that compare equal are
+  applied to their requests of a batch together, so they must be hashable."""
+
+  def one(self, outputs: Tensors) -> Any:
+    """The reply of one call's outputs."""
+    raise NotImplementedError
+
+  def many(self, outputs: Tensors, ranges: Sequence[Tuple[int, int]]) -> List[Any]:
+    """The reply of each request whose rows of the merged `outputs` are [start, stop):
+    the same as `one` of those rows' slices."""
+    return [self.one({a: v[start:stop] for a, v in outputs.items()})
+            for start, stop in ranges]
 
 
 @dataclasses.dataclass
@@ -78,6 +97,7 @@ class _Task:
   size: int
   future: concurrent.futures.Future
   shape_key: tuple
+  encoder: Optional[ReplyEncoder] = None
 
 
 def _batch_size(inputs: Tensors) -> int:
@@ -114,7 +134,9 @@ class Batcher:
     self._thread = threading.Thread(target=self._dispatch, daemon=True, name="batcher")
     self._thread.start()
 
-  def submit(self, inputs: Tensors) -> concurrent.futures.Future:
+  def submit(self, inputs: Tensors,
+             encoder: Optional[ReplyEncoder] = None) -> concurrent.futures.Future:
+    """Future of the request's outputs ({alias: its rows}), or of `encoder`'s reply."""
     size = _batch_size(inputs)
     limit = self._params.max_batch_size
     if size > limit:
@@ -129,7 +151,7 @@ class Batcher:
         raise ServingError(grpc.StatusCode.UNAVAILABLE,
                            "The batch scheduling queue to which this task was submitted is "
                            "full")
-      self._queue.append(_Task(inputs, size, future, shape_key))
+      self._queue.append(_Task(inputs, size, future, shape_key, encoder))
       self._queued_size += size
       self._lock.notify_all()
     return future
@@ -199,13 +221,25 @@ class Batcher:
           raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                              "Batched output tensor's 0th dimension does not equal the sum "
                              "of the 0th dimension sizes of the input tensors")
-      offsets = np.cumsum([0] + sizes)
-      for task, start, stop in zip(tasks, offsets[:-1], offsets[1:]):
-        task.future.set_result({a: v[start:stop] for a, v in outputs.items()})
     except Exception as e:  # pylint: disable=broad-except
       for task in tasks:
-        if not task.future.done():
+        task.future.set_exception(e)
+      return
+    offsets = np.cumsum([0] + sizes).tolist()
+    by_encoder = collections.defaultdict(list)
+    for task, start, stop in zip(tasks, offsets[:-1], offsets[1:]):
+      by_encoder[task.encoder].append((task, (start, stop)))
+    for encoder, members in by_encoder.items():
+      ranges = [span for _, span in members]
+      try:
+        results = (encoder.many(outputs, ranges) if encoder is not None else
+                   [{a: v[start:stop] for a, v in outputs.items()} for start, stop in ranges])
+      except Exception as e:  # pylint: disable=broad-except
+        for task, _ in members:
           task.future.set_exception(e)
+        continue
+      for (task, _), result in zip(members, results):
+        task.future.set_result(result)
 
   def _padded_size(self, total: int) -> int:
     for size in self._params.allowed_batch_sizes:

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from serving import metrics
-from serving.batching import Batcher, BatchingParameters
+from serving.batching import Batcher, BatchingParameters, ReplyEncoder
 from serving.errors import ServingError
 
 Tensors = Dict[str, np.ndarray]
@@ -37,15 +37,22 @@ class Dispatcher:
                             if batching else None)
 
   def submit(self, loaded, signature: str, inputs: Tensors,
-             output_filter: Optional[Sequence[str]] = None) -> concurrent.futures.Future:
-    """Future of the signature's outputs (only `output_filter`'s when given).
+             output_filter: Optional[Sequence[str]] = None,
+             encoder: Optional[ReplyEncoder] = None) -> concurrent.futures.Future:
+    """Future of the signature's outputs (only `output_filter`'s when given), or of
+    `encoder`'s reply to them, encoded off the event loop (per batch when batching).
 
     Raises ServingError at once for batching refusals (oversized request, full queue).
     """
+    if encoder is not None and output_filter:
+      raise ValueError("A reply encoder gets every output: no output_filter with it.")
     if self._batching is None:
+      if encoder is not None:
+        return self._executor.submit(
+            lambda: encoder.one(self._timed_run(loaded, signature, inputs)))
       return self._executor.submit(self._timed_run, loaded, signature, inputs,
                                    output_filter)
-    batched = self._batcher(loaded, signature).submit(inputs)
+    batched = self._batcher(loaded, signature).submit(inputs, encoder)
     if not output_filter:
       return batched
     # Batches always fetch every output; each request keeps the ones it asked for, after

@@ -178,8 +178,9 @@ class RestApi:
         is_row, tensors = rest_codec.predict_request_tensors(
             obj, {alias: dtype for alias, (dtype, _) in info.inputs.items()})
         examples = _examples(tensors)
-        outputs = await self._run(loaded, signature, tensors)
-        response = rest_codec.predict_response_body(outputs, is_row)
+        # The reply is encoded off the event loop (per batch when batching is on).
+        response = await self._run(loaded, signature, tensors,
+                                   rest_codec.PredictReplies(is_row))
       else:
         serialized = rest_codec.examples_from_request(obj)
         examples = len(serialized)
@@ -219,8 +220,8 @@ class RestApi:
         raise invalid_argument(f"Failed to decompress gzip request body: {e}") from None
     return body
 
-  async def _run(self, loaded, signature, tensors):
-    future = self._dispatcher.submit(loaded, signature, tensors)
+  async def _run(self, loaded, signature, tensors, encoder=None):
+    future = self._dispatcher.submit(loaded, signature, tensors, encoder=encoder)
     try:
       return await self._deadlines.wait(future)
     except asyncio.TimeoutError:

@@ -97,6 +97,7 @@ def main(argv):
   from serving.dispatch import Dispatcher  # pylint: disable=g-import-not-at-top
   from serving.errors import ServingError  # pylint: disable=g-import-not-at-top
   from serving.grpc_service import make_grpc_server  # pylint: disable=g-import-not-at-top
+  from serving.http_protocol import CoalescingHttpToolsProtocol  # pylint: disable=g-import-not-at-top
   from serving.model_manager import ModelManager  # pylint: disable=g-import-not-at-top
   from serving.rest import RestApi  # pylint: disable=g-import-not-at-top
   _GracefulServer = _graceful_server_class()  # pylint: disable=invalid-name
@@ -155,9 +156,10 @@ def main(argv):
     api = RestApi(manager, dispatcher, FLAGS.rest_api_timeout_in_ms,
                   FLAGS.rest_api_max_body_bytes, prometheus,
                   FLAGS.rest_api_enable_cors_support)
-    # uvicorn picks httptools and uvloop (installed with uvicorn[standard]) when present.
+    # httptools and uvloop come with uvicorn[standard]; TF Serving keeps no access log.
     server = _GracefulServer(uvicorn.Config(api.app, host=FLAGS.host,
                                            port=FLAGS.rest_api_port, log_level="warning",
+                                           access_log=False, http=CoalescingHttpToolsProtocol,
                                            interface="asgi3", timeout_graceful_shutdown=30))
     print(f"Exporting HTTP/REST API at:{FLAGS.host}:{FLAGS.rest_api_port} ...", flush=True)
     server.run()  # returns after SIGTERM/SIGINT, once in-flight requests are done

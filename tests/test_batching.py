@@ -1,5 +1,6 @@
 """Server-side batching: merge, split, limits and the parameters file."""
 
+import dataclasses
 import threading
 import time
 
@@ -7,7 +8,8 @@ import grpc
 import numpy as np
 import pytest
 
-from serving.batching import Batcher, BatchingParameters, parse_batching_parameters
+from serving.batching import (Batcher, BatchingParameters, ReplyEncoder,
+                              parse_batching_parameters)
 from serving.errors import ServingError
 
 
@@ -85,6 +87,53 @@ def test_model_errors_reach_every_request_of_the_batch():
   for f in futures:
     with pytest.raises(ServingError, match="bad x"):
       f.result(timeout=10)
+  batcher.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Texts(ReplyEncoder):
+  """Replies "<prefix>:<y values>"; counts its `many` calls and the rows they saw."""
+  prefix: str
+  fail: bool = False
+  log: list = dataclasses.field(default_factory=list, compare=False, hash=False)
+
+  def one(self, outputs):
+    if self.fail:
+      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{self.prefix} cannot encode")
+    return f"{self.prefix}:{outputs['y'].tolist()}"
+
+  def many(self, outputs, ranges):
+    self.log.append((len(outputs["y"]), list(ranges)))
+    return super().many(outputs, ranges)
+
+
+def test_requests_sharing_an_encoder_get_their_replies_encoded_once_per_batch():
+  model = SlowModel(seconds=0.2)
+  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1),
+                    threading.Semaphore(1))
+  log = []
+  row, col, bad = Texts("row", log=log), Texts("col", log=log), Texts("bad", True, log)
+  blocker = batcher.submit({"x": np.zeros(1, np.float32)})
+  time.sleep(0.05)  # the rest queue while the first call runs, and form one batch
+  plan = [(row, 1), (None, 2), (col, 1), (row, 3), (bad, 1), (Texts("row", log=[]), 2)]
+  futures = []
+  for i, (encoder, size) in enumerate(plan):
+    x = np.arange(size, dtype=np.float32) + 10 * i
+    futures.append((x, encoder, batcher.submit({"x": x}, encoder)))
+  blocker.result(timeout=10)
+  for x, encoder, future in futures:
+    if encoder is None:
+      np.testing.assert_array_equal(future.result(timeout=10)["y"], 2 * x)
+    elif encoder.fail:
+      with pytest.raises(ServingError, match="bad cannot encode"):
+        future.result(timeout=10)
+    else:
+      assert future.result(timeout=10) == f"{encoder.prefix}:{(2 * x).tolist()}"
+  assert model.calls == [1, 10]
+  # Equal encoders share one pass over the merged outputs, with their requests' rows.
+  # Rows 0-9 of the batch: sizes 1, 2, 1, 3, 1, 2. Equal encoders (the two "row" ones)
+  # share one pass over the merged outputs, given their requests' rows.
+  assert log == [(10, [(0, 1), (4, 7), (8, 10)]), (10, [(3, 4)]), (10, [(7, 8)])]
   batcher.close()
 
 

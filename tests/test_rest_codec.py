@@ -618,3 +618,44 @@ def test_string_output_tokens_match_quote_string_value_by_value(values):
     body = rc.predict_response_body({"item_ids": array.reshape(1, -1)}, True)
     assert body.decode("utf-8", "surrogateescape").split("[", 2)[2].startswith(
         ", ".join(expected))
+
+
+def _random_ranges(rng, batch):
+  """Consecutive row ranges covering [0, batch), some empty, as a batch's requests."""
+  cuts = sorted(rng.integers(0, batch + 1, size=int(rng.integers(0, 4))).tolist())
+  edges = [0] + cuts + [batch]
+  return list(zip(edges[:-1], edges[1:]))
+
+
+@pytest.mark.parametrize("is_row", [True, False])
+def test_batch_replies_equal_each_request_encoded_alone(is_row):
+  """PredictReplies.many (one pass over a merged batch) against predict_response_body of
+  each request's own rows, over random layouts: flat outputs, rank 3, b64 outputs."""
+  rng = np.random.default_rng(11)
+  encoder = rc.PredictReplies(is_row)
+  for _ in range(200):
+    batch, width = int(rng.integers(0, 6)), int(rng.integers(0, 4))
+    names = sorted(rng.choice(["a", "scores", "item_ids", "n", "s_bytes"],
+                              size=int(rng.integers(1, 4)), replace=False))
+    arrays = {name: _random_output(rng, int(rng.integers(1, 3)), batch, width)
+              for name in names}
+    if rng.random() < 0.2:  # rank 3: the token-by-token writer
+      arrays["r3"] = rng.normal(size=(batch, 2, width)).astype(np.float32)
+    ranges = _random_ranges(rng, batch)
+    expected = [rc.predict_response_body({n: a[s:e] for n, a in arrays.items()}, is_row)
+                for s, e in ranges]
+    assert encoder.many(arrays, ranges) == expected, (arrays, ranges)
+    assert encoder.one(arrays) == rc.predict_response_body(arrays, is_row)
+
+
+def test_batch_replies_of_bad_outputs_fail_as_a_single_reply_would():
+  encoder = rc.PredictReplies(True)
+  with pytest.raises(ServingError, match="Failed to write JSON value for tensor type: half"):
+    encoder.many({"a": np.ones((4, 2), np.float16)}, [(0, 1), (1, 4)])
+  # Outputs of different lengths (never from a batch): each request gets its own rows.
+  ragged = {"a": np.arange(4.0), "b": np.arange(3)}
+  assert encoder.many(ragged, [(0, 1), (1, 3)]) == [
+      rc.predict_response_body({n: a[s:e] for n, a in ragged.items()}, True)
+      for s, e in [(0, 1), (1, 3)]]
+  assert rc.PredictReplies(True) == encoder and hash(rc.PredictReplies(True)) == hash(encoder)
+  assert rc.PredictReplies(False) != encoder
