@@ -225,19 +225,21 @@ class ConditionFilter(tf.Module):
     share = tf.cast(tf.maximum(count, 1), tf.float32) / self.num_items
     strict_need = tf.cast(tf.math.ceil(tf.cast(k + num_excluded, tf.float32) / share
                                        * self.overfetch), tf.int32)
-    need = tf.where(strict, strict_need, k + num_excluded)
     batch = tf.shape(queries)[0]
     rows = tf.fill([batch, self.max_k], -1)
     scores = tf.fill([batch, self.max_k], tf.constant(-np.inf, tf.float32))
     scanned = tf.zeros([batch], tf.int32)
-    # Unfiltered and strict rows stream separately so that one strict row's large
-    # fetch does not inflate the unfiltered rows' searches.
-    for group in (~strict, strict & ~exact & ~unknown):
-      rows, scores, scanned = self._merge(
-          group, rows, scores, scanned,
-          lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
-                                  tf.gather(k, at), tf.gather(strict, at),
-                                  tf.gather(excluded, at), tf.gather(need, at)))
+    # Unfiltered rows search apart, so that a strict row's large fetch does not inflate
+    # their search, and once: k + #exclusions candidates always fill them.
+    rows, scores, scanned = self._merge(
+        ~strict, rows, scores, scanned,
+        lambda at: self._unfiltered(index, tf.gather(queries, at), tf.gather(k, at),
+                                    tf.gather(excluded, at)))
+    rows, scores, scanned = self._merge(
+        strict & ~exact & ~unknown, rows, scores, scanned,
+        lambda at: self._stream(index, tf.gather(queries, at), tf.gather(condition, at),
+                                tf.gather(k, at), tf.gather(strict, at),
+                                tf.gather(excluded, at), tf.gather(strict_need, at)))
     return self._merge(
         exact, rows, scores, scanned,
         lambda at: self._exact(tf.gather(queries, at), tf.gather(condition, at),
