@@ -48,6 +48,16 @@ class ReplyEncoder:
             for start, stop in ranges]
 
 
+class _Outputs(ReplyEncoder):
+  """The reply of a request without an encoder: its rows of the outputs."""
+
+  def one(self, outputs: Tensors) -> Tensors:
+    return outputs
+
+
+_OUTPUTS = _Outputs()
+
+
 @dataclasses.dataclass
 class BatchingParameters:
   """The fields of TF Serving's BatchingParameters text proto that we honour."""
@@ -97,7 +107,7 @@ class _Task:
   size: int
   future: concurrent.futures.Future
   shape_key: tuple
-  encoder: Optional[ReplyEncoder] = None
+  encoder: ReplyEncoder = _OUTPUTS
 
 
 def _batch_size(inputs: Tensors) -> int:
@@ -151,7 +161,8 @@ class Batcher:
         raise ServingError(grpc.StatusCode.UNAVAILABLE,
                            "The batch scheduling queue to which this task was submitted is "
                            "full")
-      self._queue.append(_Task(inputs, size, future, shape_key, encoder))
+      self._queue.append(_Task(inputs, size, future, shape_key,
+                               encoder if encoder is not None else _OUTPUTS))
       self._queued_size += size
       self._lock.notify_all()
     return future
@@ -230,10 +241,8 @@ class Batcher:
     for task, start, stop in zip(tasks, offsets[:-1], offsets[1:]):
       by_encoder[task.encoder].append((task, (start, stop)))
     for encoder, members in by_encoder.items():
-      ranges = [span for _, span in members]
       try:
-        results = (encoder.many(outputs, ranges) if encoder is not None else
-                   [{a: v[start:stop] for a, v in outputs.items()} for start, stop in ranges])
+        results = encoder.many(outputs, [span for _, span in members])
       except Exception as e:  # pylint: disable=broad-except
         for task, _ in members:
           task.future.set_exception(e)

@@ -9,7 +9,7 @@ after it (`loop.call_soon`), before the loop next polls its sockets.
 """
 
 import asyncio
-from typing import List, Optional
+from typing import List
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -64,6 +64,4 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
   """`HttpToolsProtocol` over a `_CoalescingTransport`; pass it as uvicorn's `http=`."""
 
   def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-    loop: Optional[asyncio.AbstractEventLoop] = getattr(self, "loop", None)
-    super().connection_made(_CoalescingTransport(transport, loop or
-                                                 asyncio.get_event_loop()))
+    super().connection_made(_CoalescingTransport(transport, asyncio.get_running_loop()))

@@ -428,17 +428,22 @@ def _random_output(rng, rank, batch, width):
   return np.array(values, dtype=object).reshape(shape)
 
 
+def _random_outputs(rng, names, max_batch, max_width):
+  """(batch, width, {name: output}) for 1-3 of `names`, of rank 1 or 2."""
+  batch, width = int(rng.integers(0, max_batch + 1)), int(rng.integers(0, max_width + 1))
+  chosen = sorted(rng.choice(names, size=int(rng.integers(1, 4)), replace=False))
+  return batch, width, {name: _random_output(rng, int(rng.integers(1, 3)), batch, width)
+                        for name in chosen}
+
+
 def test_flat_row_body_equals_the_token_by_token_writer():
   """The fast row encoder (cached frame + joined values) against the PrettyWriter path
   it replaces for outputs of rank 1 and 2, over random layouts and values."""
   rng = np.random.default_rng(7)
   checked = 0
   for _ in range(300):
-    batch, width = int(rng.integers(0, 4)), int(rng.integers(0, 5))
-    names = sorted(rng.choice(["a", "scores", "item_ids", "z_bytes_not", "n"],
-                              size=int(rng.integers(1, 4)), replace=False))
-    arrays = {name: _random_output(rng, int(rng.integers(1, 3)), batch, width)
-              for name in names}
+    batch, width, arrays = _random_outputs(
+        rng, ["a", "scores", "item_ids", "z_bytes_not", "n"], max_batch=3, max_width=4)
     fast = rc.predict_response_body(arrays, True)
     written = json_format.to_bytes(rc._written_row_text(  # pylint: disable=protected-access
         {n: np.asarray(a) for n, a in arrays.items()}, batch))
@@ -634,11 +639,8 @@ def test_batch_replies_equal_each_request_encoded_alone(is_row):
   rng = np.random.default_rng(11)
   encoder = rc.PredictReplies(is_row)
   for _ in range(200):
-    batch, width = int(rng.integers(0, 6)), int(rng.integers(0, 4))
-    names = sorted(rng.choice(["a", "scores", "item_ids", "n", "s_bytes"],
-                              size=int(rng.integers(1, 4)), replace=False))
-    arrays = {name: _random_output(rng, int(rng.integers(1, 3)), batch, width)
-              for name in names}
+    batch, width, arrays = _random_outputs(
+        rng, ["a", "scores", "item_ids", "n", "s_bytes"], max_batch=5, max_width=3)
     if rng.random() < 0.2:  # rank 3: the token-by-token writer
       arrays["r3"] = rng.normal(size=(batch, 2, width)).astype(np.float32)
     ranges = _random_ranges(rng, batch)
