@@ -218,7 +218,10 @@ class LoadedVersion:
 
   def _output_aliases(self, signature_name: str,
                       output_filter: Optional[Sequence[str]]) -> List[str]:
-    outputs = self._signature_defs.signature_def[signature_name].outputs
+    info = self.signatures.get(signature_name)
+    if info is None:
+      raise UnknownSignature(signature_name)
+    outputs = info.outputs
     if not output_filter:
       return list(outputs)
     seen = []

@@ -95,6 +95,12 @@ def test_str_arrays_and_lists_are_accepted(model):
      "Input x expects float of shape [?, 2], got float of shape [3, 3]"),
     ("label", np.array(b"a", object),
      "Input label expects string of shape [?], got string of shape []"),
+    ("label", np.array([1, 2, 3], np.int32),
+     "Input label expects string of shape [?], got int32 of shape [3]"),
+    ("a_shift", np.array(["0", "1", "2"]),
+     "Input a_shift expects int32 of shape [?], got string of shape [3]"),
+    ("x", np.zeros([3], np.float32),
+     "Input x expects float of shape [?, 2], got float of shape [3]"),
 ])
 def test_wrong_dtype_or_shape_names_the_input(model, name, value, message):
   inputs = _inputs()
