@@ -25,7 +25,7 @@ For each catalog size, a synthetic catalog with d = 64:
   namespace_whitelist=["Scann"]). The export is timed (Servable construction, which
   builds the index, then tf.saved_model.save) and the folder's size reported.
 
-Each SavedModel is loaded back (after `from scann import scann_ops`) and its
+Each SavedModel is loaded back (after `tfcr.scann_cpu.load_scann_ops()`) and its
 `serving_default` signature called with string inputs, as a client would; latency is the
 wall time of the call, outputs materialised with .numpy(). The machine is shared, so
 contenders are always measured in one loop, alternating call by call (their order
@@ -65,7 +65,8 @@ from typing import Callable, Dict, List, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from scann import scann_ops  # noqa: E402  (registers the ops a ScaNN SavedModel needs)
+
+from tfcr import scann_cpu  # noqa: E402
 
 from tfcr.condition_filter import default_exact_threshold  # noqa: E402
 from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
@@ -76,6 +77,9 @@ from tfcr.index_tuning import DEFAULT_RECALL_TARGET  # noqa: E402
 from tfcr.servable import Servable  # noqa: E402
 from serving.model_manager import LoadedVersion  # noqa: E402
 from serving.session_model import SessionModel  # noqa: E402
+
+# Registers the ops a ScaNN SavedModel needs; its SIMD kernels matched to this CPU.
+scann_ops = scann_cpu.load_scann_ops()
 
 DIM = 64
 NUM_USERS = 1000
@@ -398,6 +402,7 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
                    f"{p(r['brute_force']['cpu_ms'], 50) / p(r['scann']['cpu_ms'], 50):.1f}x"])
       summary[(label, "latency", batch, mode)] = (p(s, 50), p(b, 50))
   server_load = {index: v.load_s for index, v in server.items()}
+  kernels = kernel_comparison(server, users, args.queries, label, summary)
   del server
   report.append(f"\n#### {label} items: latency, filter \"none\", condition \"\", k={K} "
                 f"({args.queries} B=1 and {max(BLOCK, args.queries // 8)} B=32 calls per "
@@ -408,6 +413,9 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
   report.append(f"\nThe model server's load (`LoadedVersion`: SavedModel into a Session, "
                 f"init ops run): ScaNN {server_load['scann']:.1f} s, brute force "
                 f"{server_load['brute_force']:.1f} s.")
+
+  if kernels:
+    report.append(kernels)
 
   # Recall@10 of the ScaNN servable against the exact (brute-force) one.
   log("recall")
@@ -455,6 +463,45 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
     bench_crossover(catalog, tower, label, args, out_dir, report, summary, users)
   if args.profile:
     profile(catalog, tower, label, args, out_dir, report, summary)
+
+
+def kernel_comparison(server, users, iterations, label, summary) -> str:
+  """B=1 through the model server's call with ScaNN's SIMD kernels at its own pick (SSE4
+  in the pip build, `tfcr.scann_cpu`) and at the CPU's level, brute force in the same loop.
+  Every contender sets the level before its call (two ctypes writes, ~1 us, all alike)."""
+  matched = scann_cpu.applied_level()
+  if matched in (None, "baseline"):
+    return ""
+  log(f"latency B=1, ScaNN kernels baseline vs {matched}: {iterations} calls each")
+  made = [{name: value.numpy() for name, value in m.items()}
+          for m in prebuilt(users, "", "none")]
+
+  def at(level, servable):
+    def call(i):
+      scann_cpu.set_level(level)
+      return servable(made[i % len(made)])
+    return call
+
+  try:
+    r = interleaved({"baseline": at("baseline", server["scann"]),
+                     matched: at(matched, server["scann"]),
+                     "brute": at(matched, server["brute_force"])},
+                    iterations, warmup=10, block=BLOCK)
+  finally:
+    scann_cpu.set_level(matched)
+  brute = p(r["brute"]["ms"], 50)
+  rows = [["ScaNN's own pick (SSE4 with the pip build's probe)", ms(p(r["baseline"]["ms"], 50)),
+           ms(p(r["baseline"]["ms"], 99)), f"{brute / p(r['baseline']['ms'], 50):.1f}x"],
+          [f"matched to the CPU ({matched})", ms(p(r[matched]["ms"], 50)),
+           ms(p(r[matched]["ms"], 99)), f"**{brute / p(r[matched]['ms'], 50):.1f}x**"]]
+  summary[(label, "kernels")] = (p(r["baseline"]["ms"], 50), p(r[matched]["ms"], 50), brute)
+  return (f"\n#### {label} items: ScaNN's SIMD kernels, B=1, blocks of {BLOCK}, model "
+          f"server's call, brute force (p50 {ms(brute)} ms) in the same loop\n\n"
+          + table(["ScaNN kernels", "ScaNN p50 ms", "ScaNN p99 ms", "speed-up over brute (p50)"],
+                  rows)
+          + f"\n\nScaNN with its kernels matched to the CPU: "
+            f"{p(r['baseline']['ms'], 50) / p(r[matched]['ms'], 50):.2f}x faster per call than "
+            f"with its own pick.")
 
 
 def bench_crossover(catalog, tower, label, args, out_dir, report, summary, users):
@@ -739,6 +786,8 @@ def machine() -> str:
           f"TensorFlow {tf.__version__} (inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or 'auto'}, intra-op "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}), "
+          f"ScaNN kernels {scann_cpu.applied_level()} (`tfcr.scann_cpu`; the CPU has "
+          f"{scann_cpu.cpu_level()}), "
           f"load average at start "
           f"{os.getloadavg()[0]:.1f}")
 

@@ -38,12 +38,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
-from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
 
 import bench_servable as bs  # pylint: disable=g-import-not-at-top
+from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
 from tfcr.conditions import NONE_ID  # pylint: disable=g-import-not-at-top
 from tfcr.index import ScannIndex  # pylint: disable=g-import-not-at-top
 from tfcr.servable import Servable  # pylint: disable=g-import-not-at-top
+
+scann_ops = load_scann_ops()  # ScaNN's ops, its SIMD kernels matched to this CPU
 
 USERS = [f"u{i}" for i in range(1000)]
 

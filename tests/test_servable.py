@@ -271,7 +271,8 @@ def test_export_writes_tf_serving_warmup_requests(exports):
           for log in logs] == [[b"none"], [b"strict"]]
   # The model server replays them: the requests must be valid for the servable.
   from serving.model_manager import LoadedVersion  # pylint: disable=g-import-not-at-top
-  from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
+  from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+  load_scann_ops()
   assert LoadedVersion("cr", 1, exports["scann"]).warm_up() == 2
 
 

@@ -184,7 +184,8 @@ class SavedModelClient(_Client):
 
   def __init__(self, path: str):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import  # registers ScaNN's ops
+    from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+    load_scann_ops()  # registers ScaNN's ops
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
       versions = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
       if not versions:

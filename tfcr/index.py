@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcr import index_tuning
+from tfcr.scann_cpu import load_scann_ops
 
 
 class BruteForceIndex(tf.Module):
@@ -64,7 +65,7 @@ def scann_leaves(num_items: int) -> int:
 
 
 class ScannIndex(tf.Module):
-  """ScaNN searcher saved as its serialized state (requires `from scann import scann_ops`
+  """ScaNN searcher saved as its serialized state (requires ScaNN's ops, `tfcr.scann_cpu`
   before loading).
 
   With `tuning_queries` (a sample of the model's query vectors, as the servable passes),
@@ -80,7 +81,7 @@ class ScannIndex(tf.Module):
                min_points_to_search: int = 5000, reorder: int = 0,
                training_threads: int = 0, name: str = "scann_index"):
     super().__init__(name=name)
-    from scann import scann_ops  # pylint: disable=g-import-not-at-top
+    scann_ops = load_scann_ops()
     if not 0 < recall_target <= 1:
       raise ValueError(f"recall_target must be in (0, 1], got {recall_target}.")
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
@@ -148,7 +149,7 @@ class ScannIndex(tf.Module):
     and unfiltered rows), the build raced and corrupted memory (3 crashes in 20 fresh
     processes); with one handle, created before any search, it is built once.
     """
-    from scann import scann_ops  # pylint: disable=g-import-not-at-top
+    scann_ops = load_scann_ops()
     return _BoundScann(self, scann_ops.searcher_from_module(self.state))
 
   def search(self, queries: tf.Tensor, n: tf.Tensor, max_n: Optional[int] = None):

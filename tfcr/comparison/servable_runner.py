@@ -12,6 +12,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tfcr.scann_cpu import load_scann_ops
+
 SIGNATURE = "serving_exclusions"
 
 
@@ -24,7 +26,7 @@ class ServableClient:
 
   def __init__(self, export_path: str, item_ids: np.ndarray):
     # ScaNN's ops must be registered before a ScaNN servable is loaded; harmless otherwise.
-    from scann import scann_ops  # pylint: disable=g-import-not-at-top,unused-import
+    load_scann_ops()
     self.export_path = export_path
     self.servable = tf.saved_model.load(export_path)
     self.signature = self.servable.signatures[SIGNATURE]
