@@ -27,6 +27,8 @@ import os
 import threading
 from typing import Optional
 
+import tensorflow as tf
+
 LEVELS = ("baseline", "avx2", "avx512")
 ENV_VAR = "TFCR_SCANN_SIMD"
 _FLAGS = {"avx2": "_ZN14research_scann14flags_internal15should_use_avx2E",
@@ -39,10 +41,17 @@ _REQUIRES = {"avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx512dq", "avx512b
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
 _applied: Optional[str] = None
+_cpu_levels = {}  # cpuinfo path -> level: the file is read once
 
 
 def cpu_level(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The highest of LEVELS this CPU (and its OS) supports; "baseline" when unknown."""
+  if cpuinfo not in _cpu_levels:
+    _cpu_levels[cpuinfo] = _read_cpu_level(cpuinfo)
+  return _cpu_levels[cpuinfo]
+
+
+def _read_cpu_level(cpuinfo: str) -> str:
   try:
     with open(cpuinfo) as f:
       flags = next((line.split(":", 1)[1].split() for line in f
@@ -63,6 +72,7 @@ def requested_level() -> str:
   return value
 
 
+@tf.autograph.experimental.do_not_convert  # called while tracing the servable: plain Python
 def load_scann_ops():
   """`scann.scann_ops` (its TF ops registered), with the SIMD level set once per process."""
   from scann import scann_ops  # pylint: disable=g-import-not-at-top
