@@ -3,9 +3,10 @@
 This is how TF Serving runs a model (a SavedModelBundle's Session::Run), and for small
 requests it is the cheapest way TensorFlow offers from Python:
 
-* `Session.make_callable` binds a signature's feeds and fetches once; a call hands NumPy
-  arrays to C++ and gets NumPy arrays back, with none of the eager path's per-call Python
-  (argument binding, captured-input bookkeeping, tensor conversion both ways);
+* a callable handle of the Session (C++ `Session::MakeCallable`) binds a signature's feeds
+  and fetches once; a call hands NumPy arrays to C++ and gets NumPy arrays back, with none
+  of the eager path's per-call Python (argument binding, captured-input bookkeeping,
+  tensor conversion both ways), nor `Session.make_callable`'s (`_session_callable`);
 * with `inter_op_threads=-1` (ConfigProto's negative inter_op_parallelism_threads, the
   server's default) a call runs its ops on the calling thread. With a pool (TF's default,
   and the eager runtime's only mode) the ops hop between pool threads: on a 2-core
@@ -24,6 +25,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 from serving.rest_codec import dtype_string
 
@@ -79,9 +81,9 @@ class SessionSignature:
       info = signature_def.inputs[alias]
       self._specs.append(_InputSpec(tf.as_dtype(info.dtype), tf.TensorShape(info.tensor_shape)))
     self._outputs: List[str] = sorted(signature_def.outputs)
-    self._callable = session.make_callable(
-        [signature_def.outputs[alias].name for alias in self._outputs],
-        [graph.get_tensor_by_name(signature_def.inputs[alias].name) for alias in self._order])
+    self._callable = _session_callable(
+        session, [signature_def.inputs[alias].name for alias in self._order],
+        [signature_def.outputs[alias].name for alias in self._outputs])
 
   def __call__(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     if inputs.keys() != self._names:
@@ -103,6 +105,29 @@ class SessionSignature:
             f"{_shape_text(tf.TensorShape(array.shape))}")
       arrays.append(array)
     return dict(zip(self._outputs, self._callable(*arrays)))
+
+
+def _session_callable(session: tf.compat.v1.Session, feeds: List[str], fetches: List[str]):
+  """fn(*arrays) -> list of arrays, one per fetch: C++ `Session::MakeCallable`.
+
+  `Session.make_callable` with feeds runs every call through `Session.run`'s Python (feed
+  and fetch handling, dtype conversion checks): ~130 us of a call with this servable's 4
+  inputs and 4 outputs, against ~5 us through the session's own callable handle (the path
+  Keras 2 took in TF1 graphs; measured in docs/benchmarks.md). Falls back to make_callable
+  where the handle cannot serve the signature: a TensorFlow without it, one tensor fed
+  under two aliases, or an input fetched as an output (a TF1 signature may do both).
+  """
+  make = getattr(session, "_make_callable_from_options", None)
+  if make is None or len(set(feeds)) != len(feeds) or set(feeds) & set(fetches):
+    graph = session.graph
+    return session.make_callable(fetches, [graph.get_tensor_by_name(n) for n in feeds])
+  unique = list(dict.fromkeys(fetches))  # a tensor under two output aliases: fetched once
+  options = config_pb2.CallableOptions(feed=feeds, fetch=unique)
+  handle = make(options)
+  if len(unique) == len(fetches):
+    return handle
+  position = [unique.index(name) for name in fetches]
+  return lambda *arrays: [values[i] for values in (handle(*arrays),) for i in position]
 
 
 class SessionModel:

@@ -135,3 +135,39 @@ def test_inter_op_threads_decides_where_ops_run(path, inter_op_threads, on_calle
     assert (_THREADS[0] == caller[0]) == on_caller
   finally:
     model.close()
+
+
+def test_tf1_signature_with_shared_tensors(tmp_path):
+  """A TF1 SavedModel may map two output aliases to one tensor, two input aliases to one
+  placeholder, or an output to an input: every alias still gets its value."""
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+    doubled = tf.multiply(x, 2.0, name="doubled")
+    info = tf.compat.v1.saved_model.build_tensor_info
+    shared_out = tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+        inputs={"x": info(x)}, outputs={"a": info(doubled), "b": info(doubled)},
+        method_name="tensorflow/serving/predict")
+    echo = tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+        inputs={"x": info(x)}, outputs={"c": info(x), "d": info(doubled)},
+        method_name="tensorflow/serving/predict")
+    shared_in = tf.compat.v1.saved_model.signature_def_utils.build_signature_def(
+        inputs={"p": info(x), "q": info(x)}, outputs={"y": info(doubled)},
+        method_name="tensorflow/serving/predict")
+    with tf.compat.v1.Session(graph=graph) as session:
+      builder = tf.compat.v1.saved_model.Builder(str(tmp_path / "tf1"))
+      builder.add_meta_graph_and_variables(
+          session, ["serve"], signature_def_map={"serving_default": shared_out,
+                                                 "shared_in": shared_in, "echo": echo})
+      builder.save()
+  model = SessionModel(str(tmp_path / "tf1"))
+  value = np.array([1.5, -2.0], np.float32)
+  out = model.signatures["serving_default"]({"x": value})
+  assert sorted(out) == ["a", "b"]
+  np.testing.assert_array_equal(out["a"], value * 2)
+  np.testing.assert_array_equal(out["b"], value * 2)
+  out = model.signatures["echo"]({"x": value})
+  np.testing.assert_array_equal(out["c"], value)
+  np.testing.assert_array_equal(out["d"], value * 2)
+  out = model.signatures["shared_in"]({"p": value, "q": value})
+  np.testing.assert_array_equal(out["y"], value * 2)
