@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfcr import scann_cpu
+from tfcr.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,7 +45,7 @@ def test_requested_level(monkeypatch, value, expected):
 
 def test_unknown_requested_level_is_a_clear_error(monkeypatch):
   monkeypatch.setenv(scann_cpu.ENV_VAR, "avx1024")
-  with pytest.raises(ValueError, match="TFCR_SCANN_SIMD='avx1024': expected auto, avx2 or "
+  with pytest.raises(ConfigError, match="TFCR_SCANN_SIMD='avx1024': expected auto, avx2 or "
                                        "baseline"):
     scann_cpu.requested_level()
 

@@ -385,3 +385,16 @@ def test_negative_thread_counts_are_a_usage_error(models):
   assert ("--tensorflow_inter_op_parallelism must be -1 (the caller's thread), 0 "
           "(TensorFlow's choice) or a thread count, got -2." in result.stderr)
   assert "Traceback" not in result.stderr
+
+
+def test_bad_scann_simd_setting_fails_the_start_with_a_message(models):
+  base = models[1]
+  result = subprocess.run(
+      [sys.executable, "-m", "serving.server", f"--model_base_path={base}", "--port=0",
+       "--rest_api_port=0"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TFCR_SCANN_SIMD": "avx9000"})
+  assert result.returncode == 1
+  assert ("Failed to start server. Error: TFCR_SCANN_SIMD='avx9000': expected auto, avx2 "
+          "or baseline." in result.stderr)
+  assert "Traceback" not in result.stderr

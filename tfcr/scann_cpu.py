@@ -29,6 +29,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfcr.config import ConfigError
+
 LEVELS = ("baseline", "avx2", "avx512")
 ENV_VAR = "TFCR_SCANN_SIMD"
 _FLAGS = {"avx2": "_ZN14research_scann14flags_internal15should_use_avx2E",
@@ -68,7 +70,7 @@ def _read_cpu_level(cpuinfo: str) -> str:
 def requested_level() -> str:
   value = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
   if value not in ("auto",) + LEVELS[:2]:
-    raise ValueError(f"{ENV_VAR}={value!r}: expected auto, avx2 or baseline.")
+    raise ConfigError(f"{ENV_VAR}={value!r}: expected auto, avx2 or baseline.")
   return value
 
 
