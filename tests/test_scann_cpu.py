@@ -51,11 +51,7 @@ def test_unknown_requested_level_is_a_clear_error(monkeypatch):
 
 
 def _probe_sees_sse42() -> bool:
-  import ctypes  # pylint: disable=g-import-not-at-top
-  library = scann_cpu._scann_library()  # pylint: disable=protected-access
-  probe = getattr(library, scann_cpu._TEST_CPU_FEATURE)  # pylint: disable=protected-access
-  probe.restype, probe.argtypes = ctypes.c_bool, [ctypes.c_int]
-  return probe(scann_cpu._SSE4_2)  # pylint: disable=protected-access
+  return scann_cpu.probe_works(scann_cpu._scann_library())  # pylint: disable=protected-access
 
 
 def test_loading_sets_scann_to_the_cpu_level():

@@ -130,6 +130,13 @@ def _scann_library() -> Optional[ctypes.CDLL]:
   return _library
 
 
+def probe_works(library: ctypes.CDLL) -> bool:
+  """Whether ScaNN's own CPU probe sees SSE4.2 (false in the broken pip builds)."""
+  probe = getattr(library, _TEST_CPU_FEATURE)
+  probe.restype, probe.argtypes = ctypes.c_bool, [ctypes.c_int]
+  return probe(_SSE4_2)
+
+
 def _write_flags(library: ctypes.CDLL, level: str) -> None:
   ctypes.c_bool.in_dll(library, _FLAGS["avx2"]).value = level in ("avx2", "avx512")
   ctypes.c_bool.in_dll(library, _FLAGS["avx512"]).value = level == "avx512"
@@ -145,9 +152,7 @@ def _match_cpu() -> str:
     logging.info("ScaNN's SIMD flags are not exported by this build; its kernels are "
                  "left as it chose them.")
     return "baseline"
-  probe = getattr(library, _TEST_CPU_FEATURE)
-  probe.restype, probe.argtypes = ctypes.c_bool, [ctypes.c_int]
-  if probe(_SSE4_2):  # the probe works: ScaNN has already matched the CPU
+  if probe_works(library):  # ScaNN has already matched the CPU
     return "baseline"
   level = cpu_level()
   if requested != "auto":
