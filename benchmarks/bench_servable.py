@@ -21,11 +21,11 @@ For each catalog size, a synthetic catalog with d = 64:
 * a real `QueryTower` (num_conditions = the condition vocabulary size, embedding_dim 64,
   normalize=True), randomly initialised;
 * `Servable(query_tower, True, vocabularies, item_embeddings, index=..., max_k=100)`
-  saved exactly as `tfcr.servable.export_servable` saves it (both signatures,
+  saved exactly as `tfcr.export.exporter.export_servable` saves it (both signatures,
   namespace_whitelist=["Scann"]). The export is timed (Servable construction, which
   builds the index, then tf.saved_model.save) and the folder's size reported.
 
-Each SavedModel is loaded back (after `tfcr.scann_cpu.load_scann_ops()`) and its
+Each SavedModel is loaded back (after `tfcr.index.scann_cpu.load_scann_ops()`) and its
 `serving_default` signature called with string inputs, as a client would; latency is the
 wall time of the call, outputs materialised with .numpy(). The machine is shared, so
 contenders are always measured in one loop, alternating call by call (their order
@@ -66,15 +66,15 @@ from typing import Callable, Dict, List, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfcr import scann_cpu  # noqa: E402
+from tfcr.index import scann_cpu  # noqa: E402
 
-from tfcr.condition_filter import default_exact_threshold  # noqa: E402
-from tfcr.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
+from tfcr.export.condition_filter import default_exact_threshold  # noqa: E402
+from tfcr.data.conditions import NONE_ID, OOV_ID, ItemConditions  # noqa: E402
 from tfcr.data.schema import MultiValued  # noqa: E402
-from tfcr.model.towers import QueryTower  # noqa: E402
-from tfcr.model_io import Vocabularies  # noqa: E402
-from tfcr.index_tuning import DEFAULT_RECALL_TARGET  # noqa: E402
-from tfcr.servable import Servable  # noqa: E402
+from tfcr.models.towers import QueryTower  # noqa: E402
+from tfcr.training.model_dir import Vocabularies  # noqa: E402
+from tfcr.index.tuning import DEFAULT_RECALL_TARGET  # noqa: E402
+from tfcr.export.servable import Servable  # noqa: E402
 from serving.model_manager import LoadedVersion  # noqa: E402
 from serving.session_model import SessionModel  # noqa: E402
 
@@ -467,7 +467,7 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str], summary: d
 
 def kernel_comparison(server, users, iterations, label, summary) -> str:
   """B=1 through the model server's call with ScaNN's SIMD kernels at its own pick (SSE4
-  in the pip build, `tfcr.scann_cpu`) and at the CPU's level, brute force in the same loop.
+  in the pip build, `tfcr.index.scann_cpu`) and at the CPU's level, brute force in the same loop.
   Every contender sets the level before its call (two ctypes writes, ~1 us, all alike)."""
   matched = scann_cpu.applied_level()
   if matched in (None, "baseline"):
@@ -559,7 +559,7 @@ class SketchIndex:
     self.searcher = builder.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(
         reorder).build()
 
-  call_filter_branches = True  # as tfcr's ScaNN index (tfcr.condition_filter)
+  call_filter_branches = True  # as tfcr's ScaNN index (tfcr.export.condition_filter)
 
   def bind(self):
     return self
@@ -786,7 +786,7 @@ def machine() -> str:
           f"TensorFlow {tf.__version__} (inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or 'auto'}, intra-op "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}), "
-          f"ScaNN kernels {scann_cpu.applied_level()} (`tfcr.scann_cpu`; the CPU has "
+          f"ScaNN kernels {scann_cpu.applied_level()} (`tfcr.index.scann_cpu`; the CPU has "
           f"{scann_cpu.cpu_level()}), "
           f"load average at start "
           f"{os.getloadavg()[0]:.1f}")

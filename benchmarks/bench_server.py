@@ -713,10 +713,10 @@ def measure(pool, kind, server, clients, args):
 def build_servable(args, workdir):
   """Trains the synthetic CR model and exports it; (export dir, version dir, users,
   conditions)."""
-  from tfcr.config import TrainConfig  # pylint: disable=import-outside-toplevel
-  from tfcr.model_io import Vocabularies  # pylint: disable=import-outside-toplevel
-  from tfcr.servable import export_servable  # pylint: disable=import-outside-toplevel
-  from tfcr.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+  from tfcr.training.model_dir import Vocabularies  # pylint: disable=import-outside-toplevel
+  from tfcr.export.exporter import export_servable  # pylint: disable=import-outside-toplevel
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
   model_dir = os.path.join(workdir, "model")
   export_dir = os.path.join(workdir, "export")
   started = time.perf_counter()

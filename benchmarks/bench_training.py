@@ -7,8 +7,8 @@
 Three models, trained on the same (user, item) training pairs with the same batch size,
 optimizer (Adam, same learning rate) and number of steps:
 
-* CR: the real tfcr path, as `tfcr.train.train_and_evaluate` runs it: `build_model`,
-  `compile(Adam(learning_rate))`, `tfcr.input_pipeline.training_dataset`, `fit` with
+* CR: the real tfcr path, as `tfcr.training.loop.train_and_evaluate` runs it: `build_model`,
+  `compile(Adam(learning_rate))`, `tfcr.training.input_pipeline.training_dataset`, `fit` with
   `steps_per_epoch` (without the checkpoint/TensorBoard callbacks and the evaluation).
 * LR: the same with `model="lr"` (no condition; user features, item multi-hot, logQ and
   accidental-hit removal stay).
@@ -67,13 +67,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfcr.config import TrainConfig
+from tfcr.training.config import TrainConfig
 from tfcr.data.prepare import PreparedData, prepare
 from tfcr.data.sources import load_dataset
-from tfcr.input_pipeline import training_dataset
-from tfcr.model.retrieval import RetrievalModel
-from tfcr.model.towers import QueryTower
-from tfcr.train import build_model
+from tfcr.training.input_pipeline import training_dataset
+from tfcr.models.retrieval import RetrievalModel
+from tfcr.models.towers import QueryTower
+from tfcr.models.factory import build_model, fill_tables
 
 _DEFAULTS = TrainConfig()
 
@@ -497,7 +497,7 @@ _VARIANT_NOTES = """\
                       TFRS's task without temperature, logQ or hit removal
   +user features ...  each rung adds one ingredient to the rung above it;
   +hit removal = CR   the last rung is CR (as a copy of tfcr's model class)
-  CR (tfcr model)     tfcr.train.build_model itself
+  CR (tfcr model)     tfcr.training.loop.build_model itself
   CR lean loss        same loss, lean_retrieval_loss (no label matrix, one tf.where)
   CR folded loss      same loss, temperature and logQ folded into the embeddings
   CR merged userfeat  same model, the user features in one table with offsets

@@ -29,9 +29,9 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--processes", type=int, default=20)
   args = parser.parse_args()
-  from tfcr.config import TrainConfig  # pylint: disable=import-outside-toplevel
-  from tfcr.servable import export_servable  # pylint: disable=import-outside-toplevel
-  from tfcr.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+  from tfcr.export.exporter import export_servable  # pylint: disable=import-outside-toplevel
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as work:
     train_and_evaluate(TrainConfig(
         dataset="synthetic", synthetic_users=60, synthetic_items=80, synthetic_conditions=6,

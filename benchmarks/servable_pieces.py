@@ -40,10 +40,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import bench_servable as bs  # pylint: disable=g-import-not-at-top
-from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
-from tfcr.conditions import NONE_ID  # pylint: disable=g-import-not-at-top
-from tfcr.index import ScannIndex  # pylint: disable=g-import-not-at-top
-from tfcr.servable import Servable  # pylint: disable=g-import-not-at-top
+from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+from tfcr.data.conditions import NONE_ID  # pylint: disable=g-import-not-at-top
+from tfcr.index.scann import ScannIndex  # pylint: disable=g-import-not-at-top
+from tfcr.export.servable import Servable  # pylint: disable=g-import-not-at-top
 
 scann_ops = load_scann_ops()  # ScaNN's ops, its SIMD kernels matched to this CPU
 

@@ -3,21 +3,22 @@ r"""Exports a trained model as a servable: `python -m serving.export`.
   python -m serving.export --model_dir=runs/cr --export_dir=exports/cr --index=scann
 
 Writes EXPORT_DIR/<version>/ (TF Serving layout; the next integer unless
---export_version is given). Flags live here; the work is tfcr.servable.export_servable.
+--export_version is given). Flags live here; the work is
+tfcr.export.exporter.export_servable.
 """
 
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 from tfcr import cli  # pylint: disable=g-import-not-at-top
+from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("model_dir", None, "A tfcr-train model dir (config, checkpoints).")
 flags.DEFINE_string("export_dir", None, "Where version folders are written.")
-flags.DEFINE_enum("index", "scann", ["scann", "brute_force"],
+flags.DEFINE_enum("index", "scann", list(INDEX_KINDS),
                   "scann: approximate, needs ScaNN's ops to load (our model server has "
                   "them); brute_force: exact, standard TF ops only (stock TF Serving).")
 flags.DEFINE_integer("max_k", 100, "Largest k a request may ask for.")
@@ -38,22 +39,17 @@ FLAGS = flags.FLAGS
 def main(argv):
   cli.reject_positional_arguments(argv)
   cli.quiet_logging_unless_asked()
-  from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
-  try:
-    path = export_servable(FLAGS.model_dir, FLAGS.export_dir, index=FLAGS.index,
-                           max_k=FLAGS.max_k, version=FLAGS.export_version,
-                           exact_threshold=FLAGS.exact_threshold,
-                           recall_target=FLAGS.scann_recall_target)
-  except ConfigError as e:
-    print(f"export: error: {e}", file=sys.stderr)
-    return 2
+  from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
+  path = export_servable(FLAGS.model_dir, FLAGS.export_dir, index=FLAGS.index,
+                         max_k=FLAGS.max_k, version=FLAGS.export_version,
+                         exact_threshold=FLAGS.exact_threshold,
+                         recall_target=FLAGS.scann_recall_target)
   print(f"Exported {FLAGS.index} servable to {path}")
   return 0
 
 
 def run():
-  cli.run_binary(main, __name__)
+  cli.run_binary(main, __name__, program="export")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ _MAX_INT64 = 2**63 - 1
 def register_custom_ops() -> bool:
   """Registers ScaNN's TF ops (needed by tfcr's ScaNN servables); False if missing."""
   try:
-    from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+    from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
     load_scann_ops()
   except ImportError as e:
     logging.warning("ScaNN is not installed (%s): SavedModels with ScaNN ops will fail "

@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
@@ -99,7 +98,8 @@ def _check_thread_flags():
 
 
 def main(argv):
-  cli.reject_positional_arguments(argv)
+  if len(argv) > 1:  # as tensorflow_model_server: usage, exit 1
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.version:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     print(f"TensorFlow ModelServer: tfcr\nTensorFlow Library: {tf.__version__}")

@@ -22,7 +22,7 @@ DTYPES = {"user_id": tf.string, "condition": tf.string, "k": tf.int32, "filter":
 
 def main(saved_model, requests_path, out_path):
   if os.environ.get("LOAD_SCANN", "1") == "1":
-    from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+    from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
     load_scann_ops()
   servable = tf.saved_model.load(saved_model)
   with open(requests_path) as f:

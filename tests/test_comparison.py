@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from tfcr.comparison import metrics, report
+from tfcr.comparison import report
+from tfcr.metrics import per_query as metrics
 from tfcr.comparison.baselines import PopularityIndex
-from tfcr.comparison.bootstrap import Resamples, interval_of_samples
-from tfcr.comparison.queries import build_queries
-from tfcr.conditions import ItemConditions
+from tfcr.metrics.bootstrap import Resamples, interval_of_samples
+from tfcr.metrics.queries import build_queries
+from tfcr.data.conditions import ItemConditions
 from tfcr.data.prepare import prepare
 from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
 

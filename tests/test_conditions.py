@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfcr.conditions import NONE_ID, NUM_RESERVED, OOV_ID, ItemConditions
-from tfcr.config import ConfigError
+from tfcr.data.conditions import NONE_ID, NUM_RESERVED, OOV_ID, ItemConditions
+from tfcr.errors import ConfigError
 from tfcr.data.derived import add_derived_features, release_decade
 from tfcr.data.schema import Catalog, MultiValued
 

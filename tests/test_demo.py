@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from tfcr import client
-from tfcr.config import TrainConfig
-from tfcr.demo import DemoConfig, run_demo
+from tfcr.training.config import TrainConfig
+from tfcr.demo.tour import DemoConfig, run_demo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--dataset=synthetic", "--synthetic_users=200", "--synthetic_items=300",

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfcr.config import TrainConfig
+from tfcr.training.config import TrainConfig
 from tfcr.data.dataframes import from_dataframes, split_values, to_dataframes
 from tfcr.data.prepare import prepare
 
@@ -94,7 +94,7 @@ def test_round_trip_and_a_new_condition_type_is_trainable(tmp_path, capsys):
   prepared = prepare(data, "brand")
   assert list(prepared.conditions.vocabulary[2:]) == ["brand_0", "brand_1", "brand_2",
                                                       "brand_3"]
-  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   metrics = train_and_evaluate(TrainConfig(dataset="synthetic", condition_feature="brand",
                                            epochs=1, batch_size=128, verbose=1,
                                            model_dir=str(tmp_path / "cr")), data=data)

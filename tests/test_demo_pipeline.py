@@ -2,8 +2,9 @@
 
 import os
 
-from tfcr.config import TrainConfig
-from tfcr.pipeline import ensure_exported, ensure_trained, finished_run_differences
+from tfcr.training.config import TrainConfig
+from tfcr.export.reuse import ensure_exported
+from tfcr.training.reuse import ensure_trained, finished_run_differences
 
 
 def test_train_and_export_or_reuse(tmp_path):

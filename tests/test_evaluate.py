@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tfcr.comparison.pipeline import METHODS, ComparisonOptions, run_comparison
-from tfcr.config import ConfigError, TrainConfig
+from tfcr.errors import ConfigError
+from tfcr.training.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=synthetic", "--synthetic_users=120", "--synthetic_items=300",

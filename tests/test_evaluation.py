@@ -5,8 +5,8 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from tfcr import evaluation
-from tfcr.conditions import ItemConditions
+from tfcr.metrics import exact as evaluation
+from tfcr.data.conditions import ItemConditions
 from tfcr.data.prepare import prepare
 from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
 

@@ -7,8 +7,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
-from tfcr import index_tuning  # pylint: disable=g-import-not-at-top
-from tfcr.index import ScannIndex  # pylint: disable=g-import-not-at-top
+from tfcr.index import tuning as index_tuning  # pylint: disable=g-import-not-at-top
+from tfcr.index.scann import ScannIndex  # pylint: disable=g-import-not-at-top
 
 
 def _numpy_top(embeddings, queries, k):

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from tfcr.conditions import ItemConditions
+from tfcr.data.conditions import ItemConditions
 from tfcr.data.schema import MultiValued
-from tfcr.input_pipeline import training_dataset
+from tfcr.training.input_pipeline import training_dataset
 
 # Item 0 has conditions {a, b}, item 1 {b, c, d}, item 2 none.
 CONDITIONS = ItemConditions.from_multi_valued(

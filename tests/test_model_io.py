@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from tfcr.config import ConfigError, TrainConfig
+from tfcr.errors import ConfigError
+from tfcr.training.config import TrainConfig
 from tfcr.data import synthetic
 from tfcr.data.prepare import prepare
-from tfcr.model_io import load_trained_model
-from tfcr import train
+from tfcr.training.model_dir import load_trained_model
+from tfcr.training import loop as train
 
 
 def test_reload_gives_the_same_embeddings(tmp_path, monkeypatch):

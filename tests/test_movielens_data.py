@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import tfcr  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
-from tfcr.data import movielens_tfds
-from tfcr.data import recbole_files
-from tfcr.data.errors import DataUnavailableError
-from tfcr.data.movielens_tfds import age_group, load_movielens_100k, read_atomic_file
+from tfcr.data.movielens import files as movielens_tfds
+from tfcr.data.movielens import recbole_files
+from tfcr.errors import DataUnavailableError
+from tfcr.data.movielens.files import age_group, load_movielens_100k, read_atomic_file
 
 # Rows deliberately out of id order; user "10" and item "12" check numeric sorting
 # (as strings they would come right after "1").

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcr.model.retrieval import RetrievalModel
-from tfcr.model.towers import CandidateTower, QueryTower
+from tfcr.models.retrieval import RetrievalModel
+from tfcr.models.towers import CandidateTower, QueryTower
 
 
 def numpy_loss(queries, candidates, probability, ids, temperature):

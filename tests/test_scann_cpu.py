@@ -1,4 +1,4 @@
-"""tfcr.scann_cpu: ScaNN's SIMD kernels matched to the CPU, with the same neighbours."""
+"""tfcr.index.scann_cpu: ScaNN's SIMD kernels matched to the CPU, with the same neighbours."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcr import scann_cpu
-from tfcr.config import ConfigError
+from tfcr.index import scann_cpu
+from tfcr.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,7 +101,7 @@ def test_every_level_finds_the_same_neighbours_as_baseline():
 
 
 def test_baseline_env_leaves_scanns_choice():
-  code = ("from tfcr import scann_cpu; scann_cpu.load_scann_ops(); "
+  code = ("from tfcr.index import scann_cpu; scann_cpu.load_scann_ops(); "
           "import test_scann_cpu as t; "
           "print(scann_cpu.applied_level(), scann_cpu.current_level(), t._probe_sees_sse42())")
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -11,13 +11,13 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfcr.conditions import NONE_ID, OOV_ID
-from tfcr.config import TrainConfig
+from tfcr.data.conditions import NONE_ID, OOV_ID
+from tfcr.training.config import TrainConfig
 from tfcr.data import synthetic
-from tfcr.index import BruteForceIndex
-from tfcr.model_io import load_trained_model
-from tfcr.servable import export_servable
-from tfcr.train import train_and_evaluate
+from tfcr.index.brute_force import BruteForceIndex
+from tfcr.training.model_dir import load_trained_model
+from tfcr.export.exporter import export_servable
+from tfcr.training.loop import train_and_evaluate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_K = 12
@@ -271,7 +271,7 @@ def test_export_writes_tf_serving_warmup_requests(exports):
           for log in logs] == [[b"none"], [b"strict"]]
   # The model server replays them: the requests must be valid for the servable.
   from serving.model_manager import LoadedVersion  # pylint: disable=g-import-not-at-top
-  from tfcr.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+  from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
   load_scann_ops()
   assert LoadedVersion("cr", 1, exports["scann"]).warm_up() == 2
 

@@ -288,9 +288,9 @@ def test_config_file_labels_and_a_tfcr_servable(models, tmp_path):
   real tfcr ScaNN export, queried over REST and gRPC and compared with an in-process
   call of the same SavedModel."""
   from test_servable import run_requests  # pylint: disable=g-import-not-at-top
-  from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
-  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
-  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   sources = models[2]
   half = tmp_path / "half"
   half.mkdir()

@@ -8,9 +8,9 @@ import tfcr  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfcr.data import tfds_movielens
-from tfcr.data.errors import DataUnavailableError
-from tfcr.data.tfds_movielens import load_tfds_movielens, split_title_year
+from tfcr.data.movielens import tfds_ratings as tfds_movielens
+from tfcr.errors import DataUnavailableError
+from tfcr.data.movielens.tfds_ratings import load_tfds_movielens, split_title_year
 
 # One 100k-ratings example per rating, denormalized as TFDS stores it:
 # (user, age, is_male, occupation, zip, movie, title, genres, rating, timestamp).

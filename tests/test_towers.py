@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcr.model.layers import MultiHotEmbedding, TableLookup
-from tfcr.model.towers import CandidateTower, QueryTower
+from tfcr.models.layers import MultiHotEmbedding, TableLookup
+from tfcr.models.towers import CandidateTower, QueryTower
 
 
 def _set_dense(dense, kernel, bias):

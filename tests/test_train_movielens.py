@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tfcr.config import TrainConfig
-from tfcr.data.movielens_tfds import load_movielens_100k
-from tfcr.train import train_and_evaluate
+from tfcr.training.config import TrainConfig
+from tfcr.data.movielens.files import load_movielens_100k
+from tfcr.training.loop import train_and_evaluate
 
 
 def _first_users(data, n_users):

@@ -1,4 +1,3 @@
 """Command-line binaries: flags live here and nowhere else."""
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tfcr  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)

@@ -17,13 +17,14 @@ import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides progress
 
-from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
+from absl import flags, logging  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
-from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
+from tfcr.errors import ConfigError  # pylint: disable=g-import-not-at-top
+from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
@@ -40,7 +41,7 @@ flags.DEFINE_string("lr_model_dir", None,
 flags.DEFINE_list("model_dirs", [],
                   "Comma-separated finished runs (their config.json says which is CR and "
                   "which LR); the same as --cr_model_dir and --lr_model_dir.")
-flags.DEFINE_enum("index", "scann", ["scann", "brute_force"],
+flags.DEFINE_enum("index", "scann", list(INDEX_KINDS),
                   "Index of the exported servables the queries go through.")
 flags.DEFINE_integer("bootstrap_samples", 1000,
                      "Bootstrap resamples of the test queries for the confidence intervals.")
@@ -51,8 +52,11 @@ flags.DEFINE_integer("latency_queries", 300,
 flags.DEFINE_integer("batch_queries", 256,
                      "Queries per servable call when computing the metrics.")
 
-# Training flags, passed through to the models trained here (see tfcr-train --helpfull).
-training_flags.define(_TRAIN_HELP)
+# Data and training flags, passed through to the models trained here (see tfcr-train
+# --helpfull). Without data flags, loaded model dirs load the data they recorded.
+training_flags.define_data(" (as in tfcr-train; default with loaded model dirs: the data "
+                           "they were trained on).")
+training_flags.define_training(_TRAIN_HELP)
 flags.DEFINE_integer("seed", _DEFAULTS.seed,
                      "Seed of training, of the test queries' conditions, of the latency "
                      "sample and of the bootstrap resamples.")
@@ -63,20 +67,12 @@ flags.adopt_module_key_flags(training_flags)
 
 FLAGS = flags.FLAGS
 
-TRAIN_FIELDS = training_flags.FIELDS + ("seed",)
-
-
-class FlagError(ValueError):
-  """A bad flag value, reported in one line."""
+TRAIN_FIELDS = training_flags.TRAINING_FIELDS + ("seed",)
 
 
 def _train_config() -> TrainConfig:
-  try:
-    values = training_flags.config_values()
-  except ValueError as e:
-    raise FlagError(str(e)) from None
-  return TrainConfig(**values, seed=FLAGS.seed, verbose=FLAGS.verbose,
-                     model_dir="(set per model)")
+  return TrainConfig(**training_flags.training_values(), seed=FLAGS.seed,
+                     verbose=FLAGS.verbose, model_dir="(set per model)")
 
 
 def _model_dirs():
@@ -85,19 +81,19 @@ def _model_dirs():
   dirs = {"cr": FLAGS.cr_model_dir or "", "lr": FLAGS.lr_model_dir or ""}
   if FLAGS.model_dirs:
     if any(dirs.values()):
-      raise FlagError("Use either --model_dirs or --cr_model_dir/--lr_model_dir, not both.")
+      raise ConfigError("Use either --model_dirs or --cr_model_dir/--lr_model_dir, not both.")
     for path in FLAGS.model_dirs:
       config_path = os.path.join(os.path.expanduser(path), "config.json")
       try:
         with open(config_path) as f:
           model = json.load(f).get("model")
       except (OSError, ValueError):
-        raise FlagError(f"--model_dirs: {path} holds no trained model (no readable "
+        raise ConfigError(f"--model_dirs: {path} holds no trained model (no readable "
                         f"config.json).") from None
       if model not in dirs:
-        raise FlagError(f"--model_dirs: {path} holds an unknown model {model!r}.")
+        raise ConfigError(f"--model_dirs: {path} holds an unknown model {model!r}.")
       if dirs[model]:
-        raise FlagError(f"--model_dirs names two {model.upper()} runs ({dirs[model]}, "
+        raise ConfigError(f"--model_dirs names two {model.upper()} runs ({dirs[model]}, "
                         f"{path}); give one CR and one LR run.")
       dirs[model] = path
   return dirs["cr"], dirs["lr"]
@@ -111,47 +107,34 @@ def _progress_only(record) -> bool:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"tfcr-eval: error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-    return 2
+  cli.reject_positional_arguments(argv)
   if not FLAGS["verbosity"].present:
     # Progress lines of tfcr at INFO; TensorFlow's and TFDS's INFO chatter (checkpoint
     # sharding, SavedModel tracing) would drown them.
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_progress_only)
   from tfcr.comparison.pipeline import ComparisonOptions, run_comparison  # pylint: disable=g-import-not-at-top
-  from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top
-  try:
-    cr_model_dir, lr_model_dir = _model_dirs()
-    options = ComparisonOptions(
-        train=_train_config(), output_dir=FLAGS.output_dir, cr_model_dir=cr_model_dir,
-        lr_model_dir=lr_model_dir, index=FLAGS.index,
-        bootstrap_samples=FLAGS.bootstrap_samples, confidence=FLAGS.confidence,
-        latency_queries=FLAGS.latency_queries, batch_queries=FLAGS.batch_queries,
-        explicit_fields=tuple(f for f in TRAIN_FIELDS + ("data_dir",) if FLAGS[f].present),
-        command=" ".join(shlex.quote(a) for a in ["tfcr-eval"] + sys.argv[1:]))
-    results = run_comparison(options)
-  except (FlagError, ConfigError, DataUnavailableError) as e:
-    print(f"tfcr-eval: error: {e}", file=sys.stderr)
-    return 2
+  cr_model_dir, lr_model_dir = _model_dirs()
+  loads_runs = bool(cr_model_dir or lr_model_dir)
+  data = (training_flags.data_source(FLAGS.seed)
+          if training_flags.data_flags_given() or not loads_runs else None)
+  options = ComparisonOptions(
+      train=_train_config(), output_dir=FLAGS.output_dir, data=data,
+      data_dir=FLAGS.data_dir if FLAGS["data_dir"].present else "",
+      cr_model_dir=cr_model_dir, lr_model_dir=lr_model_dir, index=FLAGS.index,
+      bootstrap_samples=FLAGS.bootstrap_samples, confidence=FLAGS.confidence,
+      latency_queries=FLAGS.latency_queries, batch_queries=FLAGS.batch_queries,
+      explicit_fields=tuple(f for f in TRAIN_FIELDS if FLAGS[f].present),
+      command=" ".join(shlex.quote(a) for a in ["tfcr-eval"] + sys.argv[1:]))
+  results = run_comparison(options)
   with open(os.path.join(results["output_dir"], "results.md")) as f:
     print(f.read())
   return 0
 
 
-def _parse_flags(argv):
-  """absl's parsing, but a bad flag is one line on stderr and exit code 2."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    print(f"tfcr-eval: error: {e}", file=sys.stderr)
-    sys.exit(2)
-
-
 def run():
   """Console-script entry point (`tfcr-eval`)."""
-  cli.run_binary(main, __name__, flags_parser=_parse_flags)
+  cli.run_binary(main, __name__, program="tfcr-eval")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 r"""Trains a conditional retrieval model: `python -m trainer.train` or `tfcr-train`.
 
-This file is intentionally kept short: it turns flags into a `TrainConfig` and calls
-`tfcr.train.train_and_evaluate`, which tests and notebooks call directly.
+This file only turns flags into a `DataSource` and a `TrainConfig`, calls
+`tfcr.training.loop.train_and_evaluate` (which tests and notebooks call directly) and,
+with --export_dir, `tfcr.export.exporter.export_servable` after it.
 
   tfcr-train --dataset=movielens-100k --model=cr --model_dir=runs/cr
   tfcr-train --flagfile=my.flags
@@ -10,30 +11,33 @@ This file is intentionally kept short: it turns flags into a `TrainConfig` and c
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides progress
 
-from absl import app, flags  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
-from tfcr.config import TrainConfig  # pylint: disable=g-import-not-at-top
+from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
 
-training_flags.define()
+training_flags.define_data()
+training_flags.define_training()
 flags.DEFINE_enum("model", _DEFAULTS.model, ["cr", "lr"],
                   "cr: conditional retrieval (query = user + condition); lr: the same "
                   "two-tower model without the condition (the paper's LR baseline).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed,
-                     "Seed of initialisation, shuffling, condition sampling and evaluation.")
+                     "Seed of initialisation, shuffling, condition sampling, evaluation and "
+                     "of the synthetic data.")
 flags.DEFINE_string("model_dir", None,
-                    "Checkpoints, TensorBoard logs, config.json and metrics.json. Re-running "
-                    "with the same dir resumes from its last checkpoint.")
+                    "Checkpoints, TensorBoard logs, config.json, data.json (the data's "
+                    "fingerprint) and metrics.json. Re-running with the same dir resumes "
+                    "from its last checkpoint.")
 flags.DEFINE_string("export_dir", None,
                     "If set, export a servable to EXPORT_DIR/<next version>/ after training "
                     "(as python -m serving.export does).")
-flags.DEFINE_enum("export_index", _DEFAULTS.export_index, ["scann", "brute_force"],
+flags.DEFINE_enum("export_index", "scann", list(INDEX_KINDS),
                   "Index of the exported servable.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose,
                      "0: silent, 1: progress bar (one line per epoch when not a terminal), "
@@ -45,32 +49,29 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags() -> TrainConfig:
-  try:
-    values = training_flags.config_values()
-  except ValueError as e:
-    raise app.UsageError(str(e)) from None
-  return TrainConfig(**values, model=FLAGS.model, seed=FLAGS.seed, model_dir=FLAGS.model_dir,
-                     export_dir=FLAGS.export_dir or "", export_index=FLAGS.export_index,
-                     verbose=FLAGS.verbose)
+  return TrainConfig(**training_flags.training_values(), model=FLAGS.model, seed=FLAGS.seed,
+                     model_dir=FLAGS.model_dir, verbose=FLAGS.verbose)
 
 
 def main(argv):
   cli.reject_positional_arguments(argv)
   cli.quiet_logging_unless_asked()  # Keras prints the progress
-  from tfcr.config import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfcr.data.errors import DataUnavailableError  # pylint: disable=g-import-not-at-top
-  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
-  try:
-    train_and_evaluate(config_from_flags())
-  except (ConfigError, DataUnavailableError) as e:
-    print(f"tfcr-train: error: {e}", file=sys.stderr)
-    return 2
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  config = config_from_flags().resolved()
+  source = training_flags.data_source(FLAGS.seed).resolved()
+  export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir)) if FLAGS.export_dir else ""
+  train_and_evaluate(config, source)
+  if export_dir:
+    from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
+    path = export_servable(config.model_dir, export_dir, index=FLAGS.export_index)
+    if config.verbose:
+      print(f"Exported {FLAGS.export_index} servable to {path}")
   return 0
 
 
 def run():
   """Console-script entry point (`tfcr-train`)."""
-  cli.run_binary(main, __name__)
+  cli.run_binary(main, __name__, program="tfcr-train")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,53 @@
-"""The training flags tfcr-train and tfcr-eval share, defined once.
+"""The data and training flags tfcr-train, tfcr-eval and the demo share, defined once.
 
-A binary calls `define()` at import time, then `flags.adopt_module_key_flags` on this
-module so its --help lists them, and `config_values()` to read them.
+A binary calls `define_data()` and/or `define_training()` at import time, then
+`flags.adopt_module_key_flags` on this module so its --help lists them, and
+`data_source()` / `training_values()` to read them.
 """
 
 from typing import Any, Dict
 
 from absl import flags
 
-from tfcr.config import TrainConfig
+from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
+from tfcr.data.synthetic import SyntheticConfig
+from tfcr.errors import ConfigError
+from tfcr.training.config import TrainConfig
 
-# TrainConfig fields set by these flags (data_dir aside: it only says where data is cached).
-FIELDS = ("dataset", "condition_feature", "embedding_dim", "hidden_units", "epochs",
-          "batch_size", "learning_rate", "normalize_embeddings", "temperature",
-          "extra_negatives", "min_rating", "test_per_user", "synthetic_users",
-          "synthetic_items", "synthetic_conditions", "synthetic_interactions")
+# TrainConfig fields set by define_training's flags.
+TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
+                   "batch_size", "learning_rate", "normalize_embeddings", "temperature",
+                   "extra_negatives", "min_rating", "test_per_user")
+DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
+              "synthetic_interactions")
 
 
-def define(help_suffix: str = ".") -> None:
-  """Defines the flags of FIELDS and --data_dir; `help_suffix` ends each FIELDS help."""
-  defaults = TrainConfig()
+def define_data(help_suffix: str = ".") -> None:
+  """--dataset, --data_dir and the --synthetic_* options of the synthetic source."""
+  defaults = DataSource()
   flags.DEFINE_string("dataset", defaults.dataset,
                       "Data set: movielens-100k (files from the recbole wheel, cached under "
                       "--data_dir), synthetic (planted structure, see --synthetic_*), or "
                       "tfds:<name>, e.g. tfds:movielens/100k-ratings (needs internet)"
                       + help_suffix)
   flags.DEFINE_string("data_dir", defaults.data_dir, "Where data sets are cached.")
+  flags.DEFINE_integer("synthetic_users", DEFAULT_SYNTHETIC.n_users,
+                       "--dataset=synthetic: users" + help_suffix)
+  flags.DEFINE_integer("synthetic_items", DEFAULT_SYNTHETIC.n_items,
+                       "--dataset=synthetic: items" + help_suffix)
+  flags.DEFINE_integer("synthetic_conditions", DEFAULT_SYNTHETIC.n_conditions,
+                       "--dataset=synthetic: distinct condition values" + help_suffix)
+  flags.DEFINE_integer("synthetic_interactions", DEFAULT_SYNTHETIC.n_interactions,
+                       "--dataset=synthetic: interactions" + help_suffix)
+
+
+def define_training(help_suffix: str = ".") -> None:
+  """The flags of TRAINING_FIELDS."""
+  defaults = TrainConfig()
   flags.DEFINE_string("condition_feature", None,
                       "Item-side categorical feature the condition is sampled from, e.g. "
                       "genres or decade on MovieLens, topics on synthetic. Default: the data "
-                      "set's natural one (genres; topics)" + help_suffix)
+                      "set's own (genres; topics)" + help_suffix)
   flags.DEFINE_integer("embedding_dim", defaults.embedding_dim,
                        "Size of the query and item embeddings" + help_suffix)
   flags.DEFINE_list("hidden_units", [str(h) for h in defaults.hidden_units],
@@ -55,26 +73,33 @@ def define(help_suffix: str = ".") -> None:
   flags.DEFINE_integer("test_per_user", defaults.test_per_user,
                        "Each user's last N interactions in time are held out for evaluation"
                        + help_suffix)
-  flags.DEFINE_integer("synthetic_users", defaults.synthetic_users,
-                       "Synthetic: users" + help_suffix)
-  flags.DEFINE_integer("synthetic_items", defaults.synthetic_items,
-                       "Synthetic: items" + help_suffix)
-  flags.DEFINE_integer("synthetic_conditions", defaults.synthetic_conditions,
-                       "Synthetic: distinct condition values" + help_suffix)
-  flags.DEFINE_integer("synthetic_interactions", defaults.synthetic_interactions,
-                       "Synthetic: interactions" + help_suffix)
 
 
-def config_values() -> Dict[str, Any]:
-  """TrainConfig keyword arguments of FIELDS and data_dir, from the parsed flags.
+def data_source(seed: int) -> DataSource:
+  """The DataSource of the parsed data flags; the synthetic data is generated with
+  `seed` (the run's --seed)."""
+  f = flags.FLAGS
+  synthetic = SyntheticConfig(
+      n_users=f.synthetic_users, n_items=f.synthetic_items,
+      n_conditions=f.synthetic_conditions, n_interactions=f.synthetic_interactions,
+      seed=seed)
+  return DataSource(dataset=f.dataset, data_dir=f.data_dir, synthetic=synthetic)
+
+
+def data_flags_given() -> bool:
+  return any(flags.FLAGS[name].present for name in DATA_FLAGS)
+
+
+def training_values() -> Dict[str, Any]:
+  """TrainConfig keyword arguments of TRAINING_FIELDS, from the parsed flags.
 
   Raises:
-    ValueError: --hidden_units holds something other than integers (a one-line message).
+    ConfigError: --hidden_units holds something other than integers.
   """
-  values = {name: flags.FLAGS[name].value for name in FIELDS + ("data_dir",)}
+  values = {name: flags.FLAGS[name].value for name in TRAINING_FIELDS}
   try:
     values["hidden_units"] = tuple(int(h) for h in values["hidden_units"])
   except ValueError:
-    raise ValueError(f"--hidden_units must be integers, got {values['hidden_units']}."
-                     ) from None
+    raise ConfigError(f"hidden_units must be integers, got {values['hidden_units']}."
+                      ) from None
   return values

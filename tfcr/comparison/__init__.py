@@ -5,11 +5,12 @@ same data, split, sizes and seed, exports both as servables, runs the same test 
 through them and through the INDEX baseline, and writes a report with bootstrap confidence
 intervals (`trainer/evaluate.py`, `tfcr-eval`, is its command line). One concept per module:
 
-* `queries`: the test queries (held-out pair + a condition of the held-out item);
+* `pipeline`: the whole run;
 * `baselines`: INDEX, condition -> the condition's items by training popularity;
 * `servable_runner`: batched and single-row calls to an exported servable;
-* `metrics`: per-query metrics (recall, NDCG, topic match) and catalog coverage;
-* `bootstrap`: percentile bootstrap confidence intervals over test queries;
 * `report`: the markdown, CSV and JSON outputs;
 * `plots`: the PNG figures.
+
+The test queries, the per-query metrics and the bootstrap are `tfcr.metrics`' (the same
+as metrics.json's).
 """

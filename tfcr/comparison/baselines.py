@@ -9,7 +9,7 @@ fewer than k could be kept).
 
 import numpy as np
 
-from tfcr.conditions import ItemConditions
+from tfcr.data.conditions import ItemConditions
 
 
 class PopularityIndex:
@@ -18,12 +18,8 @@ class PopularityIndex:
   def __init__(self, conditions: ItemConditions, train_item_index: np.ndarray):
     counts = np.bincount(np.asarray(train_item_index, np.int64),
                          minlength=conditions.num_items)
-    item_of_entry = np.repeat(np.arange(conditions.num_items), conditions.lengths())
-    # Primary key condition id, then popularity (descending), then item row.
-    order = np.lexsort((item_of_entry, -counts[item_of_entry], conditions.ids))
-    self.items = item_of_entry[order]
-    per_condition = np.bincount(conditions.ids, minlength=conditions.vocabulary_size)
-    self.row_splits = np.concatenate([[0], np.cumsum(per_condition)]).astype(np.int64)
+    # Within a condition: popularity descending, then item row.
+    self.row_splits, self.items = conditions.items_by_condition(rank=-counts)
     self.popularity = counts
 
   def ranked(self, condition: int) -> np.ndarray:
@@ -43,7 +39,7 @@ class PopularityIndex:
     return rows, scanned
 
   def retrieve_all(self, queries, k: int):
-    """For `tfcr.comparison.queries.Queries`: (rows [Q, k], scanned [Q])."""
+    """For `tfcr.metrics.queries.Queries`: (rows [Q, k], scanned [Q])."""
     rows = np.full((len(queries), k), -1, dtype=np.int64)
     scanned = np.zeros(len(queries), dtype=np.int64)
     for q in range(len(queries)):

@@ -13,7 +13,6 @@
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 from typing import Dict, Optional, Sequence
@@ -21,11 +20,18 @@ from typing import Dict, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from tfcr.comparison import metrics as metrics_lib
 from tfcr.comparison.baselines import PopularityIndex
-from tfcr.comparison.bootstrap import Resamples, interval_of_samples
-from tfcr.comparison.queries import Queries, build_queries
-from tfcr.config import ConfigError, TrainConfig
+from tfcr.data.schema import RecData
+from tfcr.data.sources import DataSource
+from tfcr.errors import ConfigError
+from tfcr.index.factory import INDEX_KINDS
+from tfcr.metrics import per_query as metrics_lib
+from tfcr.metrics.bootstrap import Resamples, interval_of_samples
+from tfcr.metrics.queries import Queries, build_queries
+from tfcr.training.config import TrainConfig
+from tfcr.training.loop import load_data
+from tfcr.training.model_dir import ModelDir
+from tfcr.utils.machine import machine_description
 
 METHODS = ("INDEX", "LR", "LR+filter", "CR", "CR+filter")
 # method -> (model, servable filter); INDEX has no servable.
@@ -37,17 +43,22 @@ TOPIC_MATCH_KS = (10, 100)
 NDCG_K = 100
 CURVE_KS = (1, 2, 5, 10, 20, 50, 100)
 # Training settings that may differ between the two compared runs: everything else
-# (data, split, sizes, optimisation, seed, condition) must be identical.
-MAY_DIFFER = ("model", "model_dir", "data_dir", "verbose", "export_dir", "export_index")
+# (split, sizes, optimisation, seed, condition) must be identical, and so must the data.
+MAY_DIFFER = ("model", "model_dir", "verbose")
 
 
 @dataclasses.dataclass
 class ComparisonOptions:
   """train: the template training configuration (its `model` and `model_dir` are set per
-  model); cr_model_dir / lr_model_dir: trained runs to load instead of training;
-  explicit_fields: training fields the user set explicitly, checked against loaded runs."""
+  model); data: where the data comes from (None: the source recorded in the loaded model
+  dirs, else the default MovieLens-100k); data_dir: where that recorded source's files
+  are now, when they moved; cr_model_dir / lr_model_dir: trained runs to load instead of
+  training; explicit_fields: training fields the user set explicitly, checked against
+  loaded runs."""
   train: TrainConfig
   output_dir: str
+  data: Optional[DataSource] = None
+  data_dir: str = ""
   cr_model_dir: str = ""
   lr_model_dir: str = ""
   index: str = "scann"
@@ -68,50 +79,69 @@ class MethodOutput:
   latency_ms: Optional[np.ndarray] = None
 
 
-def _read_config(model_dir: str, model: str) -> TrainConfig:
-  path = os.path.abspath(os.path.expanduser(model_dir))
-  config_path = os.path.join(path, "config.json")
-  if not os.path.isdir(path):
-    raise ConfigError(f"--{model}_model_dir={path} does not exist.")
-  if not os.path.exists(config_path):
-    raise ConfigError(f"--{model}_model_dir={path} holds no trained model (no config.json); "
-                      f"train one with tfcr-train or leave the flag out to train here.")
-  with open(config_path) as f:
-    config = TrainConfig.from_dict(json.load(f))
+def _read_run(model_dir: str, model: str) -> ModelDir:
+  run = ModelDir(model_dir)
+  if not os.path.isdir(run.path):
+    raise ConfigError(f"{model}_model_dir={run.path} does not exist.")
+  config = run.read_config()
+  if config is None:
+    raise ConfigError(f"{model}_model_dir={run.path} holds no trained model (no config.json); "
+                      f"train one with tfcr-train or leave it out to train here.")
   if config.model != model:
-    raise ConfigError(f"--{model}_model_dir={path} holds a {config.model.upper()} model, "
+    raise ConfigError(f"{model}_model_dir={run.path} holds a {config.model.upper()} model, "
                       f"not {model.upper()}.")
-  if not os.path.exists(os.path.join(path, "metrics.json")):
-    raise ConfigError(f"--{model}_model_dir={path} holds an unfinished training run (no "
-                      f"metrics.json); finish it with tfcr-train --model_dir={path}.")
-  return dataclasses.replace(config, model_dir=path)
+  if not run.is_finished():
+    raise ConfigError(f"{model}_model_dir={run.path} holds an unfinished training run (no "
+                      f"metrics.json); finish it with tfcr-train --model_dir={run.path}.")
+  return run
 
 
-def resolve_configs(options: ComparisonOptions) -> Dict[str, TrainConfig]:
-  """{"cr": config, "lr": config}, resolved; raises ConfigError on any mismatch."""
-  given = {m: d for m, d in (("cr", options.cr_model_dir), ("lr", options.lr_model_dir)) if d}
-  loaded = {m: _read_config(d, m) for m, d in given.items()}
+def load_compared_data(options: ComparisonOptions, runs: Dict[str, ModelDir]):
+  """(RecData, fingerprint) of the comparison: options.data, else the source the loaded
+  runs recorded, else MovieLens-100k; refused (ConfigError) when a loaded run was trained
+  on other data."""
+  source = options.data
+  if source is None and runs:
+    run = next(iter(runs.values()))
+    recorded = run.read_fingerprint()
+    if recorded is None or recorded.source is None:
+      raise ConfigError(f"model_dir={run.path} does not record where its data came from "
+                        f"(trained on data given from Python); name the dataset.")
+    source = DataSource.from_dict(recorded.source)
+    if options.data_dir:
+      source = dataclasses.replace(source, data_dir=options.data_dir)
+  data, fingerprint = load_data(source or DataSource(), log=logging.info)
+  for run in runs.values():
+    run.check_same_data(fingerprint)
+  return data, fingerprint
+
+
+def resolve_configs(options: ComparisonOptions, runs: Dict[str, ModelDir],
+                    data: RecData) -> Dict[str, TrainConfig]:
+  """{"cr": config, "lr": config}, resolved for `data`; raises ConfigError on any
+  mismatch."""
+  loaded = {m: dataclasses.replace(run.read_config(), model_dir=run.path)
+            for m, run in runs.items()}
+  template_flags = options.train
   for model, config in loaded.items():
-    if "data_dir" in options.explicit_fields:  # the data may have moved since training
-      loaded[model] = config = dataclasses.replace(config, data_dir=options.train.data_dir)
     differing = [f for f in options.explicit_fields
-                 if f != "data_dir" and getattr(config, f) != getattr(options.train, f)
-                 and not (f == "condition_feature" and options.train.condition_feature is None)]
+                 if getattr(config, f) != getattr(template_flags, f)
+                 and not (f == "condition_feature" and template_flags.condition_feature is None)]
     if differing:
-      details = ", ".join(f"--{f}={getattr(options.train, f)} vs {getattr(config, f)}"
+      details = ", ".join(f"{f}={getattr(template_flags, f)} vs {getattr(config, f)}"
                           for f in differing)
-      raise ConfigError(f"--{model}_model_dir={config.model_dir} was trained with other "
-                        f"settings than the flags ask ({details}); drop those flags or "
-                        f"train new models.")
+      raise ConfigError(f"{model}_model_dir={config.model_dir} was trained with other "
+                        f"settings than asked ({details}); drop those settings or train "
+                        f"new models.")
   template = next(iter(loaded.values()), options.train)
   configs = {}
   for model in ("cr", "lr"):
     if model in loaded:
-      configs[model] = loaded[model].resolved()
+      configs[model] = loaded[model].for_data(data)
     else:
       configs[model] = dataclasses.replace(
-          template, model=model, verbose=options.train.verbose, export_dir="",
-          model_dir=os.path.join(options.output_dir, "models", model)).resolved()
+          template, model=model, verbose=options.train.verbose,
+          model_dir=os.path.join(options.output_dir, "models", model)).for_data(data)
   differing = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in MAY_DIFFER
                and getattr(configs["cr"], f.name) != getattr(configs["lr"], f.name)]
@@ -124,18 +154,19 @@ def resolve_configs(options: ComparisonOptions) -> Dict[str, TrainConfig]:
 
 
 def _check_options(options: ComparisonOptions) -> None:
-  if options.index not in ("scann", "brute_force"):
-    raise ConfigError(f"Unknown --index={options.index!r}; valid values: scann, brute_force.")
+  if options.index not in INDEX_KINDS:
+    raise ConfigError(f"Unknown index={options.index!r}; valid values: "
+                      f"{', '.join(INDEX_KINDS)}.")
   if options.bootstrap_samples < 1:
-    raise ConfigError(f"--bootstrap_samples must be >= 1, got {options.bootstrap_samples}.")
+    raise ConfigError(f"bootstrap_samples must be >= 1, got {options.bootstrap_samples}.")
   if not 0 < options.confidence < 1:
-    raise ConfigError(f"--confidence must be in (0, 1), got {options.confidence}.")
+    raise ConfigError(f"confidence must be in (0, 1), got {options.confidence}.")
   if options.latency_queries < 0:
-    raise ConfigError(f"--latency_queries must be >= 0, got {options.latency_queries}.")
+    raise ConfigError(f"latency_queries must be >= 0, got {options.latency_queries}.")
   if options.batch_queries < 1:
-    raise ConfigError(f"--batch_queries must be >= 1, got {options.batch_queries}.")
+    raise ConfigError(f"batch_queries must be >= 1, got {options.batch_queries}.")
   if not options.output_dir:
-    raise ConfigError("--output_dir is required: models, exports and results go there.")
+    raise ConfigError("output_dir is required: models, exports and results go there.")
 
 
 def _make_output_dir(path: str) -> None:
@@ -143,7 +174,7 @@ def _make_output_dir(path: str) -> None:
     os.makedirs(path, exist_ok=True)
     tempfile.NamedTemporaryFile(dir=path).close()
   except OSError as e:
-    raise ConfigError(f"--output_dir={path} is not writable: {e.strerror}.") from None
+    raise ConfigError(f"output_dir={path} is not writable: {e.strerror}.") from None
 
 
 def method_metrics(output: MethodOutput, queries: Queries, membership: np.ndarray,
@@ -249,66 +280,38 @@ def by_condition(outputs: Dict[str, MethodOutput], queries: Queries, membership:
   return rows
 
 
-def machine_description() -> Dict[str, object]:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor() or "unknown"
-  try:
-    with open("/proc/cpuinfo") as f:
-      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    cpu = names[0] if names else cpu
-  except OSError:
-    pass
-  memory = None
-  try:
-    memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-  except (ValueError, OSError, AttributeError):
-    pass
-  return {"cpu": cpu, "cpu_count": os.cpu_count(), "memory_gib": memory,
-          "platform": platform.platform(), "python": platform.python_version(),
-          "tensorflow": tf.__version__,
-          "gpus": len(tf.config.list_physical_devices("GPU"))}
-
-
 def run_comparison(options: ComparisonOptions) -> dict:
   """Runs the whole comparison (module docstring); returns the results written to
   OUTPUT_DIR/results.json. Raises ConfigError on bad options (before writing anything)."""
   from tfcr.comparison import plots, report  # pylint: disable=g-import-not-at-top
   from tfcr.data.prepare import prepare  # pylint: disable=g-import-not-at-top
-  from tfcr.data.sources import load_dataset  # pylint: disable=g-import-not-at-top
-  from tfcr.model_io import Vocabularies  # pylint: disable=g-import-not-at-top
 
   started = time.perf_counter()
   timings = {}
   _check_options(options)
+  options.train.resolved()
   options = dataclasses.replace(
       options, output_dir=os.path.abspath(os.path.expanduser(options.output_dir)))
-  configs = resolve_configs(options)
+  runs = {m: _read_run(d, m) for m, d in (("cr", options.cr_model_dir),
+                                          ("lr", options.lr_model_dir)) if d}
+  data, fingerprint = load_compared_data(options, runs)
+  configs = resolve_configs(options, runs, data)
   config = configs["cr"]
-  logging.info("Loading %s (condition feature %r)", config.dataset, config.condition_feature)
-  data = load_dataset(config)
+  logging.info("Loaded %s (condition feature %r)", data.name, config.condition_feature)
   prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
-  for model in ("cr", "lr"):
-    if getattr(options, f"{model}_model_dir"):
-      trained_on = Vocabularies.load(configs[model].model_dir).item_ids.astype(str)
-      if not np.array_equal(trained_on, np.asarray(prepared.data.catalog.item_id).astype(str)):
-        raise ConfigError(f"--{model}_model_dir={configs[model].model_dir} was trained on "
-                          f"another catalog than {config.dataset} gives now.")
-  try:
-    queries = build_queries(prepared, config.seed)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
+  queries = build_queries(prepared, config.seed)
   _make_output_dir(options.output_dir)
   timings["load_data"] = time.perf_counter() - started
 
-  from tfcr.servable import export_servable  # pylint: disable=g-import-not-at-top
-  from tfcr.train import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   export_paths = {}
   for model in ("cr", "lr"):
     if not getattr(options, f"{model}_model_dir"):
       logging.info("Training %s: %d epochs into %s", model.upper(), configs[model].epochs,
                    configs[model].model_dir)
       start = time.perf_counter()
-      train_and_evaluate(configs[model], data=data)
+      train_and_evaluate(configs[model], data, fingerprint=fingerprint)
       timings[f"train_{model}"] = time.perf_counter() - start
       logging.info("Trained %s in %.1f s", model.upper(), timings[f"train_{model}"])
     start = time.perf_counter()
@@ -377,7 +380,7 @@ def run_comparison(options: ComparisonOptions) -> dict:
   results = {
       "command": options.command,
       "output_dir": options.output_dir,
-      "dataset": config.dataset,
+      "dataset": data.name,
       "condition_feature": config.condition_feature,
       "seed": config.seed,
       "index": options.index,

@@ -1,8 +1,8 @@
-"""Runs the test queries through an exported servable (`tfcr.servable`).
+"""Runs the test queries through an exported servable (`tfcr.export.servable`).
 
 Every call goes through the `serving_exclusions` signature with the query's excluded items
 (the user's training items), so the servable answers under the same protocol as INDEX and
-`tfcr.evaluation`. Metrics use batched calls; latency uses single-row calls on a sample.
+`tfcr.metrics.exact`. Metrics use batched calls; latency uses single-row calls on a sample.
 """
 
 import time
@@ -12,7 +12,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfcr.scann_cpu import load_scann_ops
+from tfcr.data import ids as ids_lib
+from tfcr.index.scann_cpu import load_scann_ops
 
 SIGNATURE = "serving_exclusions"
 
@@ -30,9 +31,7 @@ class ServableClient:
     self.export_path = export_path
     self.servable = tf.saved_model.load(export_path)
     self.signature = self.servable.signatures[SIGNATURE]
-    self.item_ids = np.asarray(item_ids).astype(str).astype(object)
-    self.position = {i: r for r, i in enumerate(self.item_ids)}
-    self.position[""] = -1
+    self.item_ids = ids_lib.id_strings(item_ids)
 
   def _inputs(self, queries, index: np.ndarray, k: int, filter_: str):
     excluded = [queries.excluded(q) for q in index]
@@ -48,8 +47,7 @@ class ServableClient:
 
   def rows_of(self, ids: np.ndarray) -> np.ndarray:
     """Servable item ids (bytes) -> catalog rows, -1 for the "" padding."""
-    flat = [self.position[i.decode()] for i in ids.ravel()]
-    return np.array(flat, dtype=np.int64).reshape(ids.shape)
+    return ids_lib.rows_of(self.item_ids, ids.ravel()).reshape(ids.shape)
 
   def run_batched(self, queries, k: int, filter_: str, batch_size: int = 256,
                   progress: Optional[Callable[[int], None]] = None):

@@ -1,1 +1,3 @@
-"""Data sources (MovieLens files, TFDS, synthetic), the common schema and the split."""
+"""Data: the schema every source produces, the sources (MovieLens in `movielens/`,
+synthetic, DataFrames), ids -> rows, condition extraction, derived features, the split,
+the prepared arrays a model trains on, and the data fingerprint a model dir records."""

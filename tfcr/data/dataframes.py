@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
+from tfcr.data import ids as ids_lib
 from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
+from tfcr.errors import DataError
 
 
 def _is_missing(value) -> bool:
@@ -47,25 +49,12 @@ def split_values(value, sep: Optional[str] = "|") -> list:
 
 def _id_column(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
   if column not in frame.columns:
-    raise ValueError(f"The {what} table has no {column!r} column; its columns are "
+    raise DataError(f"The {what} table has no {column!r} column; its columns are "
                      f"{list(frame.columns)}.")
   ids = frame[column]
   if ids.isna().any():
-    raise ValueError(f"The {what} table has {int(ids.isna().sum())} rows without {column}.")
+    raise DataError(f"The {what} table has {int(ids.isna().sum())} rows without {column}.")
   return ids.astype(str).to_numpy(dtype=object)
-
-
-def _first_rows(ids: np.ndarray, what: str) -> np.ndarray:
-  """Row numbers keeping the first row of each id, in table order."""
-  _, first = np.unique(ids.astype(str), return_index=True)
-  if len(first) < len(ids):
-    logging.warning("%d %s rows repeat an id; keeping the first of each.",
-                    len(ids) - len(first), what)
-  return np.sort(first)
-
-
-def _positions(table_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-  return pd.Index(table_ids).get_indexer(ids).astype(np.int64)
 
 
 def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
@@ -89,66 +78,68 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
       candidates); default: every column except the id, title and year.
     sep: separator of multi-valued string cells, or {column: separator} (None: a
       cell is one value).
-    title, year: optional item columns shown as the title / used for the derived
-      `decade` feature.
+    title, year: optional item columns kept as display metadata ("title", "year"):
+      shown by clients; the year can give the derived `decade` condition.
     user_features: user columns to use; default: all but the id.
     user_id, item_id, timestamp, rating: column names.
     name: the data set's name.
 
   Raises:
-    ValueError: a required column is missing, ids are missing, or nothing is left.
+    DataError: a required column is missing, ids are missing, or nothing is left.
   """
   inter_users = _id_column(interactions, user_id, "interactions")
   inter_items = _id_column(interactions, item_id, "interactions")
 
   item_ids_all = _id_column(items, item_id, "items")
-  item_rows = _first_rows(item_ids_all, "item")
+  item_rows = ids_lib.first_rows(item_ids_all, "item")
   items = items.iloc[item_rows]
   item_ids = item_ids_all[item_rows]
   for column, what in ((title, "title"), (year, "year")):
     if column is not None and column not in items.columns:
-      raise ValueError(f"The items table has no {column!r} column ({what}).")
+      raise DataError(f"The items table has no {column!r} column ({what}).")
   if attributes is None:
     attributes = [c for c in items.columns if c not in (item_id, title, year)]
   features = {}
   for column in attributes:
     if column not in items.columns:
-      raise ValueError(f"The items table has no {column!r} column; its columns are "
+      raise DataError(f"The items table has no {column!r} column; its columns are "
                        f"{list(items.columns)}.")
     column_sep = sep.get(column, "|") if isinstance(sep, dict) else sep
     features[str(column)] = MultiValued.from_lists(
         [split_values(v, column_sep) for v in items[column]])
-  titles = (items[title].fillna("").astype(str).to_numpy(dtype=object) if title
-            else item_ids.copy())
-  years = (pd.to_numeric(items[year], errors="coerce").fillna(0).astype(np.int32).to_numpy()
-           if year else np.zeros(len(item_ids), np.int32))
-  catalog = Catalog(item_id=item_ids, title=titles, year=years, features=features)
+  metadata = {}
+  if title:
+    metadata["title"] = items[title].fillna("").astype(str).to_numpy(dtype=object)
+  if year:
+    metadata["year"] = (pd.to_numeric(items[year], errors="coerce").fillna(0)
+                        .astype(np.int32).to_numpy())
+  catalog = Catalog(item_id=item_ids, features=features, metadata=metadata)
 
   if users is None:
     user_ids = pd.unique(inter_users).astype(object)
     user_table = Users(user_id=np.asarray(user_ids, dtype=object))
   else:
     all_ids = _id_column(users, user_id, "users")
-    rows = _first_rows(all_ids, "user")
+    rows = ids_lib.first_rows(all_ids, "user")
     users = users.iloc[rows]
     columns = (list(user_features) if user_features is not None
                else [c for c in users.columns if c != user_id])
     missing = [c for c in columns if c not in users.columns]
     if missing:
-      raise ValueError(f"The users table has no {missing} column(s).")
+      raise DataError(f"The users table has no {missing} column(s).")
     user_table = Users(user_id=all_ids[rows],
                        features={str(c): users[c].fillna("").astype(str).to_numpy(dtype=object)
                                  for c in columns})
 
-  user_index = _positions(user_table.user_id, inter_users)
-  item_index = _positions(item_ids, inter_items)
+  user_index = ids_lib.rows_of(user_table.user_id, inter_users)
+  item_index = ids_lib.rows_of(item_ids, inter_items)
   keep = (user_index >= 0) & (item_index >= 0)
   if not keep.all():
     logging.warning("%s: dropped %d of %d interactions whose user (%d) or item (%d) is not "
                     "in the tables.", name, int((~keep).sum()), len(keep),
                     int((user_index < 0).sum()), int((item_index < 0).sum()))
   if not keep.any():
-    raise ValueError(f"{name}: no interaction names a user and an item of the tables.")
+    raise DataError(f"{name}: no interaction names a user and an item of the tables.")
   if timestamp and timestamp in interactions.columns:
     times = interactions[timestamp]
     if pd.api.types.is_datetime64_any_dtype(times):
@@ -161,6 +152,7 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
              else np.ones(len(interactions), np.float32))
   return RecData(
       name=name, users=user_table, catalog=catalog,
+      default_condition_feature=str(attributes[0]) if len(attributes) == 1 else None,
       interactions=Interactions(user_index=user_index[keep].astype(np.int32),
                                 item_index=item_index[keep].astype(np.int32),
                                 rating=ratings[keep], timestamp=times[keep]),
@@ -175,8 +167,7 @@ def to_dataframes(data: RecData):
       "user_id": data.users.user_id[inter.user_index],
       "item_id": data.catalog.item_id[inter.item_index],
       "timestamp": inter.timestamp, "rating": inter.rating})
-  items = pd.DataFrame({"item_id": data.catalog.item_id, "title": data.catalog.title,
-                        "year": data.catalog.year,
+  items = pd.DataFrame({"item_id": data.catalog.item_id, **data.catalog.metadata,
                         **{k: v.to_lists() for k, v in data.catalog.features.items()}})
   users = pd.DataFrame({"user_id": data.users.user_id, **data.users.features})
   return interactions, items, users

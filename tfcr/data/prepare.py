@@ -5,10 +5,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from tfcr.conditions import ItemConditions
-from tfcr.data.derived import add_derived_features
+from tfcr.data import derived
+from tfcr.data.conditions import ItemConditions
 from tfcr.data.schema import Interactions, RecData
 from tfcr.data.split import leave_last_n_out
+from tfcr.errors import DataError
 
 OOV_FEATURE = "[OOV]"
 
@@ -57,13 +58,25 @@ def encode_categorical(column: np.ndarray):
 
 def prepare(data: RecData, condition_feature: str, test_per_user: int = 2,
             min_rating: Optional[float] = None) -> PreparedData:
-  # Derived features (e.g. decade) make new condition types available on any data set.
-  data = dataclasses.replace(data, catalog=add_derived_features(data.catalog))
+  """Conditions, user feature ids, the temporal split and the sampling probabilities.
+
+  A derived condition feature (e.g. decade) is computed here when asked for. Raises
+  ConfigError for an unknown feature and DataError when nothing is left to train or test
+  on, before anything is written anywhere.
+  """
+  data = dataclasses.replace(data, catalog=derived.with_feature(data.catalog,
+                                                                condition_feature))
   conditions = ItemConditions.from_catalog(data.catalog, condition_feature)
+  before = len(data.interactions)
   data = data.positives(min_rating)
   if len(data.interactions) == 0:
-    raise ValueError(f"No interactions left in {data.name} with min_rating={min_rating}.")
+    raise DataError(f"{data.name}: no interaction has a rating >= min_rating={min_rating} "
+                    f"(of {before}); use a lower min_rating or none.")
   split = leave_last_n_out(data.interactions, test_per_user)
+  if len(split.test) == 0:
+    raise DataError(f"{data.name}: the test split is empty: no user has more than "
+                    f"test_per_user={test_per_user} interactions; use a smaller "
+                    f"test_per_user.")
 
   names = sorted(data.users.features)
   vocabularies, columns = [], []

@@ -1,10 +1,11 @@
 """tfcr's in-memory data schema, shared by every data source.
 
-Every source (MovieLens files, TFDS, the synthetic generator) produces a `RecData`:
+Every source (MovieLens files, TFDS, the synthetic generator, DataFrames) produces a `RecData`:
 
 * `Users`: `user_id` [U] str and categorical `features` {name: [U] str}.
-* `Catalog`: `item_id` [I] str, `title` [I] str, `year` [I] int32 (0 = unknown) and
-  categorical, possibly multi-valued `features` {name: `MultiValued`} such as genres.
+* `Catalog`: `item_id` [I] str, categorical, possibly multi-valued `features`
+  {name: `MultiValued`} such as genres (any of them can be the condition), and optional
+  display `metadata` {name: [I] values} such as a title or a year, which no model reads.
 * `Interactions`: `user_index` [N] int32 and `item_index` [N] int32 (row numbers in the
   user and item tables), `rating` [N] float32, `timestamp` [N] int64.
 
@@ -16,6 +17,8 @@ import dataclasses
 from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
+
+from tfcr.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +86,10 @@ class Users:
 @dataclasses.dataclass
 class Catalog:
   item_id: np.ndarray
-  title: np.ndarray
-  year: np.ndarray
   features: Dict[str, MultiValued] = dataclasses.field(default_factory=dict)
+  # Display metadata, e.g. {"title": [I] str, "year": [I] int}: shown by clients and
+  # usable by derived features (tfcr.data.derived), never fed to a model.
+  metadata: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def __len__(self):
     return len(self.item_id)
@@ -99,7 +103,7 @@ class Catalog:
     """
     feature = rows if isinstance(rows, MultiValued) else MultiValued.from_lists(rows)
     if feature.num_rows != len(self):
-      raise ValueError(f"Feature {name!r} has {feature.num_rows} rows, the catalog has "
+      raise DataError(f"Feature {name!r} has {feature.num_rows} rows, the catalog has "
                        f"{len(self)} items.")
     return dataclasses.replace(self, features={**self.features, name: feature})
 
@@ -126,26 +130,33 @@ class RecData:
   users: Users
   catalog: Catalog
   interactions: Interactions
+  # The item feature a model conditions on when the caller names none (e.g. genres for
+  # MovieLens); None: the caller must name one.
+  default_condition_feature: Optional[str] = None
 
   def validate(self) -> "RecData":
-    """Checks the cross-table invariants; raises ValueError naming the broken one."""
+    """Checks the cross-table invariants; raises DataError naming the broken one."""
     n_users, n_items = len(self.users), len(self.catalog)
     inter = self.interactions
     lengths = {len(inter.user_index), len(inter.item_index), len(inter.rating),
                len(inter.timestamp)}
     if len(lengths) != 1:
-      raise ValueError(f"{self.name}: interaction columns differ in length: {lengths}")
+      raise DataError(f"{self.name}: interaction columns differ in length: {lengths}")
     if len(inter) and (inter.user_index.min() < 0 or inter.user_index.max() >= n_users):
-      raise ValueError(f"{self.name}: interactions reference users outside 0..{n_users - 1}")
+      raise DataError(f"{self.name}: interactions reference users outside 0..{n_users - 1}")
     if len(inter) and (inter.item_index.min() < 0 or inter.item_index.max() >= n_items):
-      raise ValueError(f"{self.name}: interactions reference items outside 0..{n_items - 1}")
+      raise DataError(f"{self.name}: interactions reference items outside 0..{n_items - 1}")
     for name, column in self.users.features.items():
       if len(column) != n_users:
-        raise ValueError(f"{self.name}: user feature {name!r} has {len(column)} rows, "
+        raise DataError(f"{self.name}: user feature {name!r} has {len(column)} rows, "
                          f"expected {n_users}")
     for name, feature in self.catalog.features.items():
       if feature.num_rows != n_items:
-        raise ValueError(f"{self.name}: item feature {name!r} has {feature.num_rows} rows, "
+        raise DataError(f"{self.name}: item feature {name!r} has {feature.num_rows} rows, "
+                         f"expected {n_items}")
+    for name, column in self.catalog.metadata.items():
+      if len(column) != n_items:
+        raise DataError(f"{self.name}: item metadata {name!r} has {len(column)} rows, "
                          f"expected {n_items}")
     return self
 

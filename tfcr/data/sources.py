@@ -1,27 +1,78 @@
-"""Loads a data set by name: `movielens-100k`, `synthetic` or `tfds:<name>`."""
+"""Where a data set comes from: `DataSource(dataset, data_dir, synthetic)` and `load()`.
 
-from tfcr.config import ConfigError, TrainConfig
+    source = DataSource("movielens-100k", data_dir="~/.cache/tfcr")
+    data = source.load()        # a validated RecData
+
+Datasets: `movielens-100k` (RecBole's files, fetched from PyPI once), `synthetic` (the
+generator, with its own options in `synthetic`) and `tfds:<name>` (TFDS's MovieLens
+ratings; needs internet). A source is plain data, written to the model dir with the
+fingerprint of what it loaded, so a later command can load the same data again.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Optional
+
 from tfcr.data.schema import RecData
+from tfcr.data.synthetic import SyntheticConfig
+from tfcr.errors import ConfigError
+
+DATASETS = ("movielens-100k", "synthetic", "tfds:<name>")
+# The synthetic source a binary gets without --synthetic_* flags.
+DEFAULT_SYNTHETIC = SyntheticConfig(n_users=2000, n_items=5000, n_conditions=20,
+                                    n_interactions=100_000, seed=42)
 
 
-def load_dataset(config: TrainConfig) -> RecData:
-  """Returns the data set named by `config.dataset`."""
-  if config.dataset == "movielens-100k":
-    from tfcr.data.movielens_tfds import load_movielens_100k
-    data = load_movielens_100k(config.data_dir)
-  elif config.dataset == "synthetic":
-    from tfcr.data import synthetic
-    try:
-      data = synthetic.generate(n_users=config.synthetic_users, n_items=config.synthetic_items,
-                                n_conditions=config.synthetic_conditions,
-                                n_interactions=config.synthetic_interactions,
-                                seed=config.seed)
-    except ValueError as e:
-      raise ConfigError(f"Bad synthetic data set parameters: {e}") from None
-  elif config.dataset.startswith("tfds:"):
-    from tfcr.data.tfds_movielens import load_tfds_movielens
-    data = load_tfds_movielens(config.dataset[len("tfds:"):], config.data_dir)
-  else:
-    raise ConfigError(f"Unknown --dataset={config.dataset!r}; valid values: movielens-100k, "
-                      f"synthetic, tfds:<name>.")
-  return data.validate()
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+  """dataset: one of DATASETS; data_dir: where downloads and prepared files are cached;
+  synthetic: the generator's options (used only by dataset="synthetic")."""
+  dataset: str = "movielens-100k"
+  data_dir: str = "~/.cache/tfcr"
+  synthetic: SyntheticConfig = DEFAULT_SYNTHETIC
+
+  def resolved(self) -> "DataSource":
+    """Checks the names and expands data_dir; raises ConfigError."""
+    known = self.dataset in ("movielens-100k", "synthetic") or (
+        self.dataset.startswith("tfds:") and len(self.dataset) > len("tfds:"))
+    if not known:
+      raise ConfigError(f"Unknown dataset={self.dataset!r}; valid values: "
+                        f"{', '.join(DATASETS)} (e.g. tfds:movielens/100k-ratings).")
+    if self.dataset == "synthetic":
+      try:
+        self.synthetic.validate()
+      except ValueError as e:
+        raise ConfigError(f"Bad synthetic data set parameters: {e}") from None
+    return dataclasses.replace(
+        self, data_dir=os.path.abspath(os.path.expanduser(self.data_dir)))
+
+  def load(self, log: Optional[Callable[[str], None]] = None) -> RecData:
+    """The data set, validated. `log` hears what takes time (a first fetch)."""
+    source = self.resolved()
+    if source.dataset == "movielens-100k":
+      from tfcr.data.movielens import files, recbole_files  # pylint: disable=g-import-not-at-top
+      if log and not recbole_files.has_raw_files(recbole_files.raw_dir(source.data_dir)):
+        log(f"  Fetching MovieLens-100k (inside the {recbole_files.RECBOLE_REQUIREMENT} "
+            f"wheel on PyPI) into {source.data_dir} ...")
+      if log and not files.is_prepared(source.data_dir):
+        log("  Preparing it as a TFDS data set (first time only) ...")
+      data = files.load_movielens_100k(source.data_dir)
+    elif source.dataset == "synthetic":
+      from tfcr.data import synthetic  # pylint: disable=g-import-not-at-top
+      data = synthetic.generate(**dataclasses.asdict(source.synthetic))
+    else:
+      from tfcr.data.movielens.tfds_ratings import load_tfds_movielens  # pylint: disable=g-import-not-at-top
+      data = load_tfds_movielens(source.dataset[len("tfds:"):], source.data_dir)
+    return data.validate()
+
+  def to_dict(self) -> dict:
+    values = {"dataset": self.dataset, "data_dir": self.data_dir}
+    if self.dataset == "synthetic":
+      values["synthetic"] = dataclasses.asdict(self.synthetic)
+    return values
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "DataSource":
+    synthetic = values.get("synthetic")
+    return cls(dataset=values["dataset"], data_dir=values.get("data_dir", "~/.cache/tfcr"),
+               synthetic=SyntheticConfig(**synthetic) if synthetic else DEFAULT_SYNTHETIC)

@@ -22,7 +22,7 @@ def leave_last_n_out(interactions: Interactions, n: int = 2) -> Split:
   training (they have no history to predict from).
   """
   if n < 1:
-    raise ValueError(f"leave_last_n_out needs n >= 1, got {n!r}.")
+    raise ConfigError(f"leave_last_n_out needs n >= 1, got {n!r}.")
   order = np.lexsort((interactions.timestamp, interactions.user_index))
   users = interactions.user_index[order]
   counts = np.bincount(users)

@@ -8,7 +8,8 @@ Planted structure (tests and benchmarks rely on it):
 
 * Conditions: `n_conditions` values "c00".."c19" (zero-padded to a fixed width, so the
   sorted vocabulary of the item feature lists condition j at position j).
-* Items: ids "i0000".. (zero-padded), title "item <index>", year uniform in 1950..2020.
+* Items: ids "i0000".. (zero-padded); metadata title "item <index>" and year uniform in
+  1950..2020.
   Each item has 1..3 distinct conditions (at most `n_conditions`), the count uniform and
   the conditions a uniform random subset, stored sorted in the multi-valued item feature
   `condition_feature` (default "topics").
@@ -81,7 +82,7 @@ class SyntheticConfig:
   condition_feature: str = "topics"
 
   def validate(self) -> "SyntheticConfig":
-    """Raises ValueError naming the first out-of-range parameter."""
+    """Raises ConfigError naming the first out-of-range parameter."""
     _check_int("n_users", self.n_users, 1)
     _check_int("n_items", self.n_items, 1)
     _check_int("n_conditions", self.n_conditions, 1)
@@ -91,7 +92,7 @@ class SyntheticConfig:
     _check_float("affinity_strength", self.affinity_strength, 0.0, 1.0)
     _check_float("zipf_exponent", self.zipf_exponent, 0.0, math.inf)
     if not isinstance(self.condition_feature, str) or not self.condition_feature:
-      raise ValueError(f"condition_feature must be a non-empty string, got "
+      raise ConfigError(f"condition_feature must be a non-empty string, got "
                        f"{self.condition_feature!r}")
     return self
 
@@ -121,7 +122,7 @@ def generate(n_users: int = 1000, n_items: int = 2000, n_conditions: int = 20,
 
   Returns a `RecData` named "synthetic" with `n_users` users (features "segment",
   "region"), `n_items` items (multi-valued feature `condition_feature`) and exactly
-  `n_interactions` interactions. Raises ValueError on out-of-range parameters.
+  `n_interactions` interactions. Raises ConfigError on out-of-range parameters.
   """
   data, _ = generate_with_truth(
       n_users=n_users, n_items=n_items, n_conditions=n_conditions,
@@ -241,13 +242,14 @@ def _generate(config: SyntheticConfig) -> Tuple[RecData, SyntheticTruth]:
                 "region": _padded_names("r", _N_REGIONS, min_width=1)[region]})
   catalog = Catalog(
       item_id=_padded_names("i", n_items, min_width=4),
-      title=np.array([f"item {i}" for i in range(n_items)], dtype=object),
-      year=rng.integers(1950, 2021, size=n_items, dtype=np.int32),
       features={config.condition_feature:
-                MultiValued.from_codes(condition_names, row_splits, value_ids)})
+                MultiValued.from_codes(condition_names, row_splits, value_ids)},
+      metadata={"title": np.array([f"item {i}" for i in range(n_items)], dtype=object),
+                "year": rng.integers(1950, 2021, size=n_items, dtype=np.int32)})
   interactions = Interactions(user_index=user_index, item_index=item_index,
                               rating=rating, timestamp=timestamp)
-  data = RecData("synthetic", users, catalog, interactions)
+  data = RecData("synthetic", users, catalog, interactions,
+                 default_condition_feature=config.condition_feature)
   truth = SyntheticTruth(user_conditions=user_cond, item_popularity_weight=weight,
                          condition_names=condition_names, config=config)
   return data, truth
@@ -308,11 +310,11 @@ def _check_int(name, value, low, high=None, low_text=None):
   valid = f">= {low_text or low}" if high is None else f"in {low}..{high}"
   if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
       or value < low or (high is not None and value > high)):
-    raise ValueError(f"{name} must be an integer {valid}, got {value!r}")
+    raise ConfigError(f"{name} must be an integer {valid}, got {value!r}")
 
 
 def _check_float(name, value, low, high):
   valid = f"in [{low}, {high}]" if high != math.inf else f">= {low}"
   if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
       or not low <= value <= high or math.isnan(value) or math.isinf(value)):
-    raise ValueError(f"{name} must be a finite number {valid}, got {value!r}")
+    raise ConfigError(f"{name} must be a finite number {valid}, got {value!r}")

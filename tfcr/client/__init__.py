@@ -1,0 +1,18 @@
+"""Clients of a served tfcr model, all returning the same `Results`:
+
+* `RestClient` (`rest`): a model server's TF Serving REST API;
+* `SavedModelClient` (`saved_model`): an export loaded in this process;
+* `LocalModelServer` (`local_server`): runs the model server on localhost;
+* `query`: `Query`, `Results` and their conversion to and from the servable's tensors;
+* `formatting`: item descriptions and result tables.
+
+The public names are re-exported here: `from tfcr import client; client.RestClient(...)`.
+"""
+
+from tfcr.client.formatting import (ItemInfo, format_results, item_info_from_catalog,
+                                    results_frame, top_values)
+from tfcr.client.query import (FILTERS, Query, Recommendation, Results, ServingError,
+                               request_columns, request_rows, results_from_outputs,
+                               signature_for)
+from tfcr.client.rest import RestClient
+from tfcr.client.saved_model import SavedModelClient

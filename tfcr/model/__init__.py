@@ -1,1 +1,0 @@
-"""Towers, the retrieval model and its serializable layers."""

@@ -1,0 +1,124 @@
+"""train_and_evaluate(config, data): the library entry point behind `tfcr-train`.
+
+Trains (or resumes) the model of `config` on `data`, evaluates it exactly on the test
+queries and writes metrics.json; the model dir's layout is `tfcr.training.model_dir`'s.
+Re-running with the same model dir resumes from the last checkpoint, if the settings and
+the data are the same. Every argument is checked and the data is prepared before anything
+is written, so a bad run leaves no half-written model dir behind. Exporting a servable is
+the caller's next step (`tfcr.export.exporter.export_servable`).
+"""
+
+import sys
+import time
+from typing import Callable, Dict, Optional, Union
+
+import tensorflow as tf
+
+from tfcr.data.fingerprint import DataFingerprint
+from tfcr.data.prepare import prepare
+from tfcr.data.schema import RecData
+from tfcr.data.sources import DataSource
+from tfcr.errors import ConfigError
+from tfcr.metrics import exact
+from tfcr.metrics.queries import build_queries
+from tfcr.models.factory import build_model, fill_tables
+from tfcr.training.config import TrainConfig
+from tfcr.training.input_pipeline import training_dataset
+from tfcr.training.model_dir import ModelDir, Vocabularies
+
+
+def load_data(data: Union[RecData, DataSource],
+              log: Optional[Callable[[str], None]] = None):
+  """(RecData, fingerprint): `data` as given, or loaded from a DataSource (whose spec the
+  fingerprint then records, so later commands can load the same data)."""
+  if isinstance(data, DataSource):
+    source = data.resolved()
+    loaded = source.load(log=log)
+    return loaded, DataFingerprint.of(loaded, source.to_dict())
+  if not isinstance(data, RecData):
+    raise TypeError(f"data must be a RecData or a DataSource, got {type(data).__name__}.")
+  return data, DataFingerprint.of(data)
+
+
+class _EpochCheckpoint(tf.keras.callbacks.Callback):
+  """Saves a checkpoint (with the epoch and the training time so far) after every epoch."""
+
+  def __init__(self, manager, epoch_var, seconds_var):
+    super().__init__()
+    self.manager, self.epoch_var, self.seconds_var = manager, epoch_var, seconds_var
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self.started = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.epoch_var.assign(epoch + 1)
+    self.seconds_var.assign_add(time.perf_counter() - self.started)
+    self.manager.save(checkpoint_number=epoch + 1)
+
+
+def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
+                       fingerprint: Optional[DataFingerprint] = None) -> Dict[str, float]:
+  """Trains (or resumes) the model of `config` on `data`, evaluates it, writes metrics.json.
+
+  data: a `RecData` (your own data, a notebook's) or a `DataSource` to load.
+  fingerprint: of `data`, when the caller has it already (saves hashing it again).
+  Returns the metrics dict. Raises tfcr.errors.ConfigError / DataError on bad settings or
+  data and DataUnavailableError when data cannot be had, before writing anything.
+  """
+  config.resolved()  # bad settings fail before any data is loaded
+  if fingerprint is None or not isinstance(data, RecData):
+    data, fingerprint = load_data(data)
+  config = config.for_data(data)
+  prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
+  build_queries(prepared, config.seed)  # raises DataError when there is nothing to test
+  num_train = len(prepared.train)
+  if config.batch_size > num_train:
+    raise ConfigError(f"batch_size={config.batch_size} is larger than the "
+                      f"{num_train} training examples; use batch_size <= {num_train}.")
+  model_dir = ModelDir(config.model_dir)
+  model_dir.start_run(config, fingerprint)
+  vocabularies = Vocabularies.from_prepared(prepared)
+  model_dir.write_vocabularies(vocabularies)
+
+  tf.keras.utils.set_random_seed(config.seed)
+  model = fill_tables(build_model(config, vocabularies.model_sizes()),
+                      prepared.user_feature_table, prepared.conditions)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+  seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
+                                   train_seconds=seconds_var)
+  manager = tf.train.CheckpointManager(checkpoint, model_dir.checkpoint_dir, max_to_keep=2)
+  if manager.latest_checkpoint:
+    # Optimizer slots are created lazily; expect_partial tolerates that they are
+    # restored on first use.
+    checkpoint.restore(manager.latest_checkpoint).expect_partial()
+  first_epoch = int(epoch_var.numpy())
+  if first_epoch:
+    print(f"Resuming from {manager.latest_checkpoint} (epoch {first_epoch}/{config.epochs}).")
+
+  conditions = prepared.conditions if config.model == "cr" else None
+  steps = num_train // config.batch_size
+  if first_epoch < config.epochs:
+    dataset = training_dataset(prepared.train.user_index, prepared.train.item_index,
+                               prepared.item_probability, conditions, config.batch_size,
+                               config.seed, first_epoch, config.epochs,
+                               extra_negatives=config.extra_negatives)
+    verbose = config.verbose if config.verbose != 1 or sys.stdout.isatty() else 2
+    model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch,
+              steps_per_epoch=steps, verbose=verbose,
+              callbacks=[_EpochCheckpoint(manager, epoch_var, seconds_var),
+                         tf.keras.callbacks.TensorBoard(model_dir.log_dir)])
+
+  metrics = exact.evaluate(model, prepared, seed=config.seed)
+  train_seconds = float(seconds_var.numpy())
+  metrics["train_seconds"] = train_seconds
+  metrics["examples_per_second"] = (steps * config.batch_size * config.epochs / train_seconds
+                                    if train_seconds > 0 else 0.0)
+  metrics["num_train_examples"] = num_train
+  model_dir.write_metrics(metrics)
+  if config.verbose:
+    print(exact.format_table(
+        metrics, f"{config.model.upper()} on {data.name} "
+                 f"(condition: {config.condition_feature})"))
+  return metrics

@@ -1,0 +1,1 @@
+"""Small helpers every role uses: atomic JSON files, the machine description."""
