@@ -86,8 +86,10 @@ class ConditionFilter(tf.Module):
     counts = np.diff(row_splits).astype(np.int32)
     self.exact_width = int(min(self.exact_threshold, counts.max(initial=0)))
     # Item row r's conditions at r + 1 (-1 padded); a first row of -1 for row -1 (no
-    # item), so lookups need no masking. Reserved ids (NONE, OOV) never appear.
+    # item), so lookups need no masking. NONE (an item without values) is padding too:
+    # an item never "has" the empty condition, and OOV never appears.
     padded = conditions.padded()
+    padded = np.where(padded == NONE_ID, -1, padded)
     self.item_conditions = tf.Variable(
         np.concatenate([np.full([1, padded.shape[1]], -1, padded.dtype), padded]),
         trainable=False, name="item_conditions")
