@@ -10,7 +10,6 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= $(HOME)/.cache/tfcr
 RUNS ?= runs
 DEMO_FLAGS ?=
-export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install demo test test-fast bench clean

@@ -8,13 +8,12 @@ tfcr.export.exporter.export_servable.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 from tfcr import cli  # pylint: disable=g-import-not-at-top
-from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("model_dir", None, "A tfcr-train model dir (config, checkpoints).")
 flags.DEFINE_string("export_dir", None, "Where version folders are written.")

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter in
 from absl import flags  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
-from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 

@@ -23,7 +23,7 @@ from absl import flags, logging  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.errors import ConfigError  # pylint: disable=g-import-not-at-top
-from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 

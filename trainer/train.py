@@ -9,14 +9,13 @@ with --export_dir, `tfcr.export.exporter.export_servable` after it.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter hides progress
 
 from absl import flags  # pylint: disable=g-import-not-at-top
 
 from tfcr import cli  # pylint: disable=g-import-not-at-top
-from tfcr.index.factory import INDEX_KINDS  # pylint: disable=g-import-not-at-top
+from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 

@@ -16,3 +16,8 @@ from tfcr.client.query import (FILTERS, Query, Recommendation, Results, ServingE
                                signature_for)
 from tfcr.client.rest import RestClient
 from tfcr.client.saved_model import SavedModelClient
+
+__all__ = ["FILTERS", "ItemInfo", "Query", "Recommendation", "RestClient", "Results",
+           "SavedModelClient", "ServingError", "format_results", "item_info_from_catalog",
+           "request_columns", "request_rows", "results_frame", "results_from_outputs",
+           "signature_for", "top_values"]

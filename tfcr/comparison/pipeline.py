@@ -24,7 +24,7 @@ from tfcr.comparison.baselines import PopularityIndex
 from tfcr.data.schema import RecData
 from tfcr.data.sources import DataSource
 from tfcr.errors import ConfigError
-from tfcr.index.factory import INDEX_KINDS
+from tfcr.index import INDEX_KINDS
 from tfcr.metrics import per_query as metrics_lib
 from tfcr.metrics.bootstrap import Resamples, interval_of_samples
 from tfcr.metrics.queries import Queries, build_queries

@@ -50,13 +50,8 @@ class DataSource:
     """The data set, validated. `log` hears what takes time (a first fetch)."""
     source = self.resolved()
     if source.dataset == "movielens-100k":
-      from tfcr.data.movielens import files, recbole_files  # pylint: disable=g-import-not-at-top
-      if log and not recbole_files.has_raw_files(recbole_files.raw_dir(source.data_dir)):
-        log(f"  Fetching MovieLens-100k (inside the {recbole_files.RECBOLE_REQUIREMENT} "
-            f"wheel on PyPI) into {source.data_dir} ...")
-      if log and not files.is_prepared(source.data_dir):
-        log("  Preparing it as a TFDS data set (first time only) ...")
-      data = files.load_movielens_100k(source.data_dir)
+      from tfcr.data.movielens import files  # pylint: disable=g-import-not-at-top
+      data = files.load_movielens_100k(source.data_dir, log=log)
     elif source.dataset == "synthetic":
       from tfcr.data import synthetic  # pylint: disable=g-import-not-at-top
       data = synthetic.generate(**dataclasses.asdict(source.synthetic))

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from tfcr.data.schema import Interactions
+from tfcr.errors import ConfigError
 
 
 @dataclasses.dataclass

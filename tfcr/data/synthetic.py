@@ -54,6 +54,7 @@ from typing import Tuple
 import numpy as np
 
 from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
+from tfcr.errors import ConfigError
 
 _MAX_CONDITIONS_PER_ITEM = 3
 _SEGMENT_NOISE = 0.2  # Share of users whose segment is random instead of their top condition.

@@ -17,7 +17,7 @@ from tfcr.data.conditions import NUM_RESERVED
 from tfcr.errors import ConfigError
 from tfcr.export.servable import FILTERS, Servable
 from tfcr.index import tuning as index_tuning
-from tfcr.index.factory import INDEX_KINDS
+from tfcr.index import INDEX_KINDS
 from tfcr.models.embed import item_embeddings
 from tfcr.training.model_dir import load_trained_model
 

@@ -26,3 +26,6 @@ SIMD kernels and ops), `factory` (`make_index` by name).
   condition filter's later rounds) still reaches enough items; at n = num_items every
   leaf is searched.
 """
+
+# The index kinds a servable can hold (here, free of TensorFlow, so flags can name them).
+INDEX_KINDS = ("scann", "brute_force")

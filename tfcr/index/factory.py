@@ -5,9 +5,8 @@ from typing import Optional
 import numpy as np
 
 from tfcr.errors import ConfigError
+from tfcr.index import INDEX_KINDS
 from tfcr.index import tuning as index_tuning
-
-INDEX_KINDS = ("scann", "brute_force")
 
 
 def make_index(kind: str, embeddings: np.ndarray, max_k: int,

@@ -13,10 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from tfcr.data.conditions import ItemConditions
+from tfcr.models import MODELS
 from tfcr.models.retrieval import RetrievalModel
 from tfcr.models.towers import CandidateTower, QueryTower
-
-MODELS = ("cr", "lr")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 from tfcr.data.derived import derivable
 from tfcr.data.schema import RecData
 from tfcr.errors import ConfigError
-from tfcr.models.factory import MODELS
+from tfcr.models import MODELS
 
 
 @dataclasses.dataclass

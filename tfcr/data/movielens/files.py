@@ -13,7 +13,7 @@ same features.
 """
 
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -188,7 +188,8 @@ def is_prepared(data_dir: str) -> bool:
   return os.path.isdir(os.path.join(data_dir, Movielens100kFiles.name))
 
 
-def load_movielens_100k(data_dir: str, raw_dir: Optional[str] = None) -> RecData:
+def load_movielens_100k(data_dir: str, raw_dir: Optional[str] = None,
+                        log: Optional[Callable[[str], None]] = None) -> RecData:
   """Loads MovieLens-100k as a `RecData` named "movielens-100k".
 
   users: [943] with features age_group, gender, occupation, zip3.
@@ -200,10 +201,17 @@ def load_movielens_100k(data_dir: str, raw_dir: Optional[str] = None) -> RecData
       (`tfcr_movielens100k/...`) are kept; both are reused by later calls.
     raw_dir: a directory with ml-100k.{inter,item,user} to read instead of fetching
       them (used by tests with small fixtures).
+    log: hears what takes time on a first call (the fetch, the TFDS preparation).
 
   Raises:
     DataUnavailableError: the raw files are not there and could not be fetched.
   """
+  if log and raw_dir is None and not recbole_files.has_raw_files(
+      recbole_files.raw_dir(data_dir)):
+    log(f"  Fetching MovieLens-100k (inside the {recbole_files.RECBOLE_REQUIREMENT} "
+        f"wheel on PyPI) into {data_dir} ...")
+  if log and not is_prepared(data_dir):
+    log("  Preparing it as a TFDS data set (first time only) ...")
   users = _read_config("users", data_dir, raw_dir)
   items = _read_config("items", data_dir, raw_dir)
   inter = _read_config("interactions", data_dir, raw_dir)
