@@ -77,19 +77,20 @@ def _train_config() -> TrainConfig:
 
 def _model_dirs():
   """(cr_model_dir, lr_model_dir) from --cr/lr_model_dir and --model_dirs."""
-  import json  # pylint: disable=g-import-not-at-top
+  from tfcr.training.model_dir import ModelDir  # pylint: disable=g-import-not-at-top
   dirs = {"cr": FLAGS.cr_model_dir or "", "lr": FLAGS.lr_model_dir or ""}
   if FLAGS.model_dirs:
     if any(dirs.values()):
       raise ConfigError("Use either --model_dirs or --cr_model_dir/--lr_model_dir, not both.")
     for path in FLAGS.model_dirs:
-      config_path = os.path.join(os.path.expanduser(path), "config.json")
       try:
-        with open(config_path) as f:
-          model = json.load(f).get("model")
-      except (OSError, ValueError):
+        config = ModelDir(path).read_config()
+      except (OSError, ValueError, TypeError):
+        config = None
+      if config is None:
         raise ConfigError(f"--model_dirs: {path} holds no trained model (no readable "
-                        f"config.json).") from None
+                          f"config.json).")
+      model = config.model
       if model not in dirs:
         raise ConfigError(f"--model_dirs: {path} holds an unknown model {model!r}.")
       if dirs[model]:

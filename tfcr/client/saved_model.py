@@ -1,12 +1,22 @@
 """`SavedModelClient`: the same calls as `RestClient` on an export loaded in this process
-(no server)."""
+(no server). `load_servable` is the one way tfcr loads a servable in process."""
 
-import os
 from typing import List, Sequence
 
 from tfcr.client.base import Client
 from tfcr.client.query import (Query, Results, ServingError, request_columns,
                                results_from_outputs, signature_for)
+
+
+def load_servable(path: str):
+  """(version folder, loaded SavedModel) of a version folder or of EXPORT_DIR's highest
+  version, with ScaNN's ops registered first (harmless for brute-force servables)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfcr.export.exporter import version_path  # pylint: disable=g-import-not-at-top
+  from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
+  load_scann_ops()
+  path = version_path(path)
+  return path, tf.saved_model.load(path)
 
 
 class SavedModelClient(Client):
@@ -17,16 +27,12 @@ class SavedModelClient(Client):
 
   def __init__(self, path: str):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tfcr.index.scann_cpu import load_scann_ops  # pylint: disable=g-import-not-at-top
-    load_scann_ops()  # registers ScaNN's ops
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
-      versions = [int(n) for n in os.listdir(path) if n.isdigit()] if os.path.isdir(path) else []
-      if not versions:
-        raise FileNotFoundError(f"{path} holds no SavedModel nor numeric version folder.")
-      path = os.path.join(path, str(max(versions)))
-    self.path = path
+    self.path, self._servable = load_servable(path)
     self._tf = tf
-    self._servable = tf.saved_model.load(path)
+
+  def signature(self, name: str):
+    """The loaded servable's signature function `name` (e.g. serving_exclusions)."""
+    return self._servable.signatures[name]
 
   def predict(self, queries: Sequence[Query]) -> List[Results]:
     tf = self._tf
@@ -35,7 +41,7 @@ class SavedModelClient(Client):
     inputs = {name: tf.constant(value, tf.int32 if name == "k" else tf.string)
               for name, value in columns.items()}
     try:
-      outputs = self._servable.signatures[signature_for(queries)](**inputs)
+      outputs = self.signature(signature_for(queries))(**inputs)
     except tf.errors.InvalidArgumentError as e:
       raise ServingError(e.message) from None
     return results_from_outputs(queries, {k: v.numpy() for k, v in outputs.items()})

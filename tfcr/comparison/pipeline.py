@@ -21,15 +21,17 @@ from absl import logging
 import numpy as np
 
 from tfcr.comparison.baselines import PopularityIndex
+from tfcr.data.prepare import prepare
 from tfcr.data.schema import RecData
 from tfcr.data.sources import DataSource
 from tfcr.errors import ConfigError
+from tfcr.export.exporter import export_servable
 from tfcr.index import INDEX_KINDS
 from tfcr.metrics import per_query as metrics_lib
 from tfcr.metrics.bootstrap import Resamples, interval_of_samples
 from tfcr.metrics.queries import Queries, build_queries
 from tfcr.training.config import TrainConfig
-from tfcr.training.loop import load_data
+from tfcr.training.loop import load_data, train_and_evaluate
 from tfcr.training.model_dir import ModelDir
 from tfcr.utils.machine import machine_description
 
@@ -284,7 +286,6 @@ def run_comparison(options: ComparisonOptions) -> dict:
   """Runs the whole comparison (module docstring); returns the results written to
   OUTPUT_DIR/results.json. Raises ConfigError on bad options (before writing anything)."""
   from tfcr.comparison import plots, report  # pylint: disable=g-import-not-at-top
-  from tfcr.data.prepare import prepare  # pylint: disable=g-import-not-at-top
 
   started = time.perf_counter()
   timings = {}
@@ -303,8 +304,6 @@ def run_comparison(options: ComparisonOptions) -> dict:
   _make_output_dir(options.output_dir)
   timings["load_data"] = time.perf_counter() - started
 
-  from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
-  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   export_paths = {}
   for model in ("cr", "lr"):
     if not getattr(options, f"{model}_model_dir"):

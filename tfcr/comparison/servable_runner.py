@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcr.data import ids as ids_lib
-from tfcr.index.scann_cpu import load_scann_ops
+from tfcr.client.saved_model import load_servable
 
 SIGNATURE = "serving_exclusions"
 
@@ -26,10 +26,7 @@ class ServableClient:
   """
 
   def __init__(self, export_path: str, item_ids: np.ndarray):
-    # ScaNN's ops must be registered before a ScaNN servable is loaded; harmless otherwise.
-    load_scann_ops()
-    self.export_path = export_path
-    self.servable = tf.saved_model.load(export_path)
+    self.export_path, self.servable = load_servable(export_path)
     self.signature = self.servable.signatures[SIGNATURE]
     self.item_ids = ids_lib.id_strings(item_ids)
 

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import tensorflow as tf
 
@@ -46,12 +46,27 @@ def _write_warmup_requests(saved_model_dir: str, vocabularies) -> None:
       writer.write(log.SerializeToString())
 
 
+def versions(export_dir: str) -> List[int]:
+  """The numeric version folders of export_dir, ascending ([] when there is none)."""
+  if not os.path.isdir(export_dir):
+    return []
+  return sorted(int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n))
+
+
+def version_path(path: str) -> str:
+  """A version folder as it is, or EXPORT_DIR's highest version; raises
+  FileNotFoundError when `path` is neither."""
+  if os.path.exists(os.path.join(path, "saved_model.pb")):
+    return path
+  found = versions(path)
+  if not found:
+    raise FileNotFoundError(f"{path} holds no SavedModel nor numeric version folder.")
+  return os.path.join(path, str(found[-1]))
+
+
 def next_version(export_dir: str) -> int:
   """1 + the highest numeric version folder in export_dir (1 when there is none)."""
-  if not os.path.isdir(export_dir):
-    return 1
-  versions = [int(n) for n in os.listdir(export_dir) if re.fullmatch(r"\d+", n)]
-  return max(versions, default=0) + 1
+  return max(versions(export_dir), default=0) + 1
 
 
 def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k: int = 100,
