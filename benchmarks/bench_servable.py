@@ -52,13 +52,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfcr  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 import argparse  # noqa: E402
-import datetime  # noqa: E402
 import gc  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Callable, Dict, List, Sequence  # noqa: E402
@@ -75,6 +72,7 @@ from tfcr.models.towers import QueryTower  # noqa: E402
 from tfcr.training.model_dir import Vocabularies  # noqa: E402
 from tfcr.index.tuning import DEFAULT_RECALL_TARGET  # noqa: E402
 from tfcr.export.servable import Servable  # noqa: E402
+from tfcr.utils.machine import machine_line  # noqa: E402
 from serving.model_manager import LoadedVersion  # noqa: E402
 from serving.session_model import SessionModel  # noqa: E402
 
@@ -773,23 +771,14 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
 
 # --------------------------------------------------------------------------- main --
 
-def machine() -> str:
-  def run(cmd):
-    try:
-      return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
-    except OSError:
-      return "?"
-  model = run("lscpu | grep 'Model name'").split(":", 1)[-1].strip()
-  memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-  return (f"`nproc` = {run('nproc')}, `lscpu | grep 'Model name'` = {model}, "
-          f"{memory:.0f} GiB, CPython {platform.python_version()}, "
-          f"TensorFlow {tf.__version__} (inter-op threads "
+def run_settings() -> str:
+  """What this process runs with beyond the machine: TensorFlow's thread pools and
+  ScaNN's SIMD kernels."""
+  return (f"TensorFlow inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or 'auto'}, intra-op "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}), "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'auto'}; "
           f"ScaNN kernels {scann_cpu.applied_level()} (`tfcr.index.scann_cpu`; the CPU has "
-          f"{scann_cpu.cpu_level()}), "
-          f"load average at start "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{scann_cpu.cpu_level()})")
 
 
 def main(argv=None):
@@ -829,7 +818,7 @@ def main(argv=None):
   out_dir = args.out_dir or tempfile.mkdtemp(prefix="tfcr-bench-servable-")
   os.makedirs(out_dir, exist_ok=True)
   command = " ".join(sys.argv[1:] if argv is None else argv)
-  report = [f"Measured {datetime.date.today().isoformat()}: {machine()}.",
+  report = [f"Machine: {machine_line()}; {run_settings()}.",
             f"Command: `.venv/bin/python benchmarks/bench_servable.py"
             f"{' ' + command if command else ''}`."]
   summary = {}

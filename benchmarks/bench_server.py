@@ -8,10 +8,10 @@ All in one run. The machine is shared (2 cores, other jobs come and go), so conf
 are measured back to back, round after round (order reversed every other round), and
 ratios are taken within the run:
 
-1. Servable: `train_and_evaluate(TrainConfig(dataset="synthetic", ...))` (5,000 users,
-   20,000 items, 100,000 interactions, one epoch by default) and `export_servable(
-   model_dir, export_dir, --index, max_k=--max_k)`, in a child process, into a temporary
-   folder.
+1. Servable: `train_and_evaluate(TrainConfig(epochs=...), DataSource("synthetic", ...))`
+   (5,000 users, 20,000 items, 100,000 interactions, one epoch by default) and
+   `export_servable(model_dir, export_dir, --index, max_k=--max_k)`, in a child process,
+   into a temporary folder.
 2. Servers: `python -m serving.server --model_name=cr --model_base_path=... --port=P
    --rest_api_port=Q` on free ports, one without batching and one per --batching
    configuration (`--enable_batching --batching_parameters_file=...`), all up for the
@@ -78,6 +78,8 @@ import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from tfcr.utils.machine import machine_description, machine_line  # noqa: E402
 MODEL = "cr"
 K = 10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -713,22 +715,27 @@ def measure(pool, kind, server, clients, args):
 def build_servable(args, workdir):
   """Trains the synthetic CR model and exports it; (export dir, version dir, users,
   conditions)."""
-  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
-  from tfcr.training.model_dir import Vocabularies  # pylint: disable=import-outside-toplevel
+  from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource  # pylint: disable=import-outside-toplevel
+  from tfcr.data.synthetic import SyntheticConfig  # pylint: disable=import-outside-toplevel
   from tfcr.export.exporter import export_servable  # pylint: disable=import-outside-toplevel
+  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
   from tfcr.training.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from tfcr.training.model_dir import ModelDir  # pylint: disable=import-outside-toplevel
   model_dir = os.path.join(workdir, "model")
   export_dir = os.path.join(workdir, "export")
+  config = TrainConfig(model_dir=model_dir, epochs=args.epochs, verbose=0)
+  data = DataSource(dataset="synthetic", data_dir=os.path.join(workdir, "data"),
+                    synthetic=SyntheticConfig(
+                        n_users=args.users, n_items=args.items,
+                        n_conditions=DEFAULT_SYNTHETIC.n_conditions,
+                        n_interactions=args.interactions, seed=config.seed))
   started = time.perf_counter()
-  train_and_evaluate(TrainConfig(
-      dataset="synthetic", data_dir=os.path.join(workdir, "data"), model_dir=model_dir,
-      synthetic_users=args.users, synthetic_items=args.items,
-      synthetic_interactions=args.interactions, epochs=args.epochs, verbose=0))
+  train_and_evaluate(config, data)
   trained = time.perf_counter() - started
   path = export_servable(model_dir, export_dir, args.index, max_k=args.max_k)
   log(f"trained in {trained:.1f} s, exported {args.index} servable to {path} "
       f"in {time.perf_counter() - started - trained:.1f} s")
-  vocabularies = Vocabularies.load(model_dir)
+  vocabularies = ModelDir(model_dir).read_vocabularies()
   users = [str(u) for u in vocabularies.user_ids]
   conditions = [str(c) for c in vocabularies.conditions.vocabulary
                 if not str(c).startswith("[")]  # not [OOV] / [NONE]
@@ -805,7 +812,7 @@ def main():
 
   workdir = tempfile.mkdtemp(prefix="bench_server_")
   servers, pool = [], None
-  results = {"args": vars(args), "machine": machine_info()}
+  results = {"args": vars(args), "machine": machine_description()}
   try:
     # Trained and exported in a child process: this one stays free of the training state.
     with concurrent.futures.ProcessPoolExecutor(
@@ -978,21 +985,9 @@ def summarize(key, rs):
           "error_samples": [e for r in rs for e in r["error_samples"]][:3]}
 
 
-def machine_info():
-  model = "?"
-  with contextlib.suppress(OSError):
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name"):
-        model = line.split(":", 1)[1].strip()
-  return {"nproc": os.cpu_count(), "cpu": model,
-          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-          "python": sys.version.split()[0], "loadavg": os.getloadavg()}
-
-
 def report(results, servers, clients, protocols):
   m = results["machine"]
-  print(f"\n## Results ({m['date']}, nproc={m['nproc']}, {m['cpu']}, load average at "
-        f"start {m['loadavg'][0]:.2f})\n")
+  print(f"\n## Results ({m['date']})\n\nMachine: {machine_line(m)}\n")
   lat = results["latency"]
   base = lat["in-process"]["p50_ms"]
   print("### Single-query latency, one call at a time (unbatched server)\n")

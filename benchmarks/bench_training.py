@@ -55,10 +55,8 @@ import tfcr  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is i
 
 import argparse
 import dataclasses
-import platform
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from typing import Dict, List, Tuple
@@ -67,15 +65,19 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfcr.training.config import TrainConfig
 from tfcr.data.prepare import PreparedData, prepare
-from tfcr.data.sources import load_dataset
-from tfcr.training.input_pipeline import training_dataset
+from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
+from tfcr.data.synthetic import SyntheticConfig
+from tfcr.models.factory import build_model, fill_tables
 from tfcr.models.retrieval import RetrievalModel
 from tfcr.models.towers import QueryTower
-from tfcr.models.factory import build_model, fill_tables
+from tfcr.training.config import TrainConfig
+from tfcr.training.input_pipeline import training_dataset
+from tfcr.training.model_dir import Vocabularies
+from tfcr.utils.machine import machine_line
 
 _DEFAULTS = TrainConfig()
+_DATA_DEFAULTS = DataSource()
 
 
 # ---------------------------------------------------------------- the plain TFRS model --
@@ -129,9 +131,16 @@ def tfcr_dataset(config: TrainConfig, prepared: PreparedData, steps: int,
                           config.seed, 0, epochs, extra_negatives=config.extra_negatives)
 
 
+def built_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
+  """The CR or LR model with its lookup tables filled, as train_and_evaluate builds it."""
+  sizes = Vocabularies.from_prepared(prepared).model_sizes()
+  return fill_tables(build_model(config, sizes), prepared.user_feature_table,
+                     prepared.conditions)
+
+
 def tfcr_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
   tf.keras.utils.set_random_seed(config.seed)
-  model = build_model(config, prepared)
+  model = built_model(config, prepared)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   return model
 
@@ -369,7 +378,7 @@ def profile_models(config: TrainConfig, prepared: PreparedData,
   def variant(user_features=True, multi_hot=True, temperature=True, normalize=True,
               merged_features=False, dense_multi_hot=False, **task):
     tf.keras.utils.set_random_seed(cr.seed)
-    base = build_model(cr, prepared)
+    base = built_model(cr, prepared)
     query, candidate = base.query_tower, base.candidate_tower
     merged_features = merged_features and bool(query.user_feature_vocab_sizes)
     if not user_features or merged_features:
@@ -497,7 +506,7 @@ _VARIANT_NOTES = """\
                       TFRS's task without temperature, logQ or hit removal
   +user features ...  each rung adds one ingredient to the rung above it;
   +hit removal = CR   the last rung is CR (as a copy of tfcr's model class)
-  CR (tfcr model)     tfcr.training.loop.build_model itself
+  CR (tfcr model)     tfcr.models.factory.build_model + fill_tables itself
   CR lean loss        same loss, lean_retrieval_loss (no label matrix, one tf.where)
   CR folded loss      same loss, temperature and logQ folded into the embeddings
   CR merged userfeat  same model, the user features in one table with offsets
@@ -546,29 +555,12 @@ def profile(args, config: TrainConfig, prepared: PreparedData, plain: Contender,
 
 # ------------------------------------------------------------------------------ main --
 
-def machine_description() -> str:
-  cpus = os.cpu_count()
-  try:
-    cpus = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
-  except (OSError, ValueError):
-    pass
-  model = platform.processor() or "unknown CPU"
-  try:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-      if line.startswith("Model name:"):
-        model = line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return (f"{cpus} CPU cores (nproc), {model}; TensorFlow {tf.__version__}, "
-          f"TFRS {tfrs.__version__}, Python {platform.python_version()}")
-
-
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", default="movielens-100k",
                  choices=["movielens-100k", "synthetic"])
-  p.add_argument("--data_dir", default=_DEFAULTS.data_dir,
+  p.add_argument("--data_dir", default=_DATA_DEFAULTS.data_dir,
                  help="where MovieLens-100k is (or gets) prepared")
   p.add_argument("--batch_size", type=int, default=_DEFAULTS.batch_size,
                  help="default: TrainConfig's")
@@ -582,7 +574,7 @@ def parse_args(argv=None):
                  help="batches of the untimed first fit (tracing)")
   p.add_argument("--synthetic_users", type=int, default=100_000)
   p.add_argument("--synthetic_items", type=int, default=100_000)
-  p.add_argument("--synthetic_conditions", type=int, default=_DEFAULTS.synthetic_conditions)
+  p.add_argument("--synthetic_conditions", type=int, default=DEFAULT_SYNTHETIC.n_conditions)
   p.add_argument("--synthetic_interactions", type=int, default=1_000_000)
   p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
   p.add_argument("--profile", action="store_true",
@@ -597,28 +589,31 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
   args = parse_args(argv)
   config = TrainConfig(
-      dataset=args.dataset, data_dir=args.data_dir, model="cr",
-      batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-      synthetic_users=args.synthetic_users, synthetic_items=args.synthetic_items,
-      synthetic_conditions=args.synthetic_conditions,
-      synthetic_interactions=args.synthetic_interactions,
-      model_dir=tempfile.gettempdir(), verbose=0).resolved()
+      model="cr", batch_size=args.batch_size, learning_rate=args.learning_rate,
+      seed=args.seed, model_dir=tempfile.gettempdir(), verbose=0).resolved()
+  source = DataSource(
+      dataset=args.dataset, data_dir=args.data_dir,
+      synthetic=SyntheticConfig(
+          n_users=args.synthetic_users, n_items=args.synthetic_items,
+          n_conditions=args.synthetic_conditions,
+          n_interactions=args.synthetic_interactions, seed=args.seed))
 
-  print(f"Machine: {machine_description()}")
+  print(f"Machine: {machine_line()}; TFRS {tfrs.__version__}")
   start = time.perf_counter()
   try:
-    data = load_dataset(config)  # What train_and_evaluate does.
+    data = source.load()  # What train_and_evaluate does with a DataSource.
   except Exception as e:  # DataUnavailableError, or a loader under construction.
-    print(f"Could not load {config.dataset}: {type(e).__name__}: {e}\n"
+    print(f"Could not load {args.dataset}: {type(e).__name__}: {e}\n"
           f"Try --dataset=synthetic.")
     return 1
+  config = config.for_data(data)  # condition_feature: the data set's default
   prepared = prepare(data, config.condition_feature, config.test_per_user,
                      config.min_rating)
   num_train = len(prepared.train)
   if config.batch_size > num_train:
     print(f"--batch_size={config.batch_size} exceeds the {num_train} training examples.")
     return 2
-  print(f"Data: {config.dataset}: {prepared.num_users:,} users, {prepared.num_items:,} "
+  print(f"Data: {args.dataset}: {prepared.num_users:,} users, {prepared.num_items:,} "
         f"items, {num_train:,} training pairs, condition {config.condition_feature} "
         f"({prepared.conditions.vocabulary_size} ids, <= "
         f"{prepared.conditions.max_per_item()} per item), "
@@ -652,7 +647,7 @@ def main(argv=None) -> int:
            for c in contenders}
   print("Trainable parameters: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
   print()
-  print(f"Training throughput, {config.dataset}, batch {config.batch_size} "
+  print(f"Training throughput, {args.dataset}, batch {config.batch_size} "
         f"(median of {args.rounds} rounds; ratios of medians, and min..max of "
         f"per-round ratios):")
   print(format_table(contenders, "plain"))

@@ -29,14 +29,18 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--processes", type=int, default=20)
   args = parser.parse_args()
-  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+  from tfcr.data.sources import DataSource  # pylint: disable=import-outside-toplevel
+  from tfcr.data.synthetic import SyntheticConfig  # pylint: disable=import-outside-toplevel
   from tfcr.export.exporter import export_servable  # pylint: disable=import-outside-toplevel
+  from tfcr.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
   from tfcr.training.loop import train_and_evaluate  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as work:
+    data = DataSource(dataset="synthetic", data_dir=os.path.join(work, "data"),
+                      synthetic=SyntheticConfig(n_users=60, n_items=80, n_conditions=6,
+                                                n_interactions=1500, seed=42))
     train_and_evaluate(TrainConfig(
-        dataset="synthetic", synthetic_users=60, synthetic_items=80, synthetic_conditions=6,
-        synthetic_interactions=1500, epochs=1, batch_size=64, embedding_dim=8,
-        model_dir=os.path.join(work, "run"), data_dir=os.path.join(work, "data"), verbose=0))
+        epochs=1, batch_size=64, embedding_dim=8, model_dir=os.path.join(work, "run"),
+        verbose=0), data)
     export = export_servable(os.path.join(work, "run"), os.path.join(work, "cr"), "scann", 10)
     requests = os.path.join(work, "requests.json")
     with open(requests, "w") as f:

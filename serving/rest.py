@@ -1,6 +1,10 @@
 """TF Serving's REST API as an ASGI app (on uvicorn, with Starlette requests), over a ModelManager and a Dispatcher.
 
-Routing, status codes and messages follow shared/reference/tf-serving-api.md §1. Model
+Routing, status codes and messages are TF Serving's own: the same `/v1/models/...` routes
+(case-insensitive prefix, percent-decoded names, `versions/N` and `labels/L`), errors as
+`{"error": message}` with the HTTP status of the error's code (INVALID_ARGUMENT and
+FAILED_PRECONDITION 400, NOT_FOUND 404, DEADLINE_EXCEEDED 504...), the same message texts
+and the same order of checks (URL, JSON, model and signature, inputs). Model
 calls run in worker threads (the event loop never blocks); `timeout_ms` bounds each call
 (504). Request bodies over `max_body_bytes` get 413 with a JSON error before they are
 parsed.

@@ -4,7 +4,8 @@ r"""A TF Serving drop-in that serves tfcr servables: `python -m serving.server`,
   tfcr-serve --model_config_file=models.config --enable_batching \
       --batching_parameters_file=batching.config --monitoring_config_file=monitoring.config
 
-Same flags and behaviour as `tensorflow_model_server` (shared/reference/tf-serving-api.md):
+Same flags, defaults and behaviour as `tensorflow_model_server` (version polling and
+hot swap, --model_config_file, batching, warm-up, Prometheus monitoring):
 gRPC on --port, REST on --rest_api_port; ScaNN's ops are registered before any model
 loads. Binds 127.0.0.1 unless --host says otherwise. SIGTERM/SIGINT stop accepting new
 requests and let in-flight ones finish.
