@@ -1,7 +1,7 @@
 """The JSON dialect of TF Serving's REST API: parsing, number text and layout.
 
 TF Serving parses request bodies with rapidjson and writes responses with rapidjson's
-`PrettyWriter` (spec §1.2, §1.3, §1.6 and §4). This module reproduces the parts a
+`PrettyWriter`, whatever the request format (row or columnar). This module reproduces the parts a
 client can see, independently of tensors:
 
 * `parse_json_body`: rapidjson's dialect on top of Python's C JSON scanner (NaN and

@@ -1,4 +1,5 @@
-"""JSON <-> tensor codec of TF Serving's REST API (spec §1.2, §1.3, §1.6, §1.7, §4).
+"""JSON <-> tensor codec of TF Serving's REST API: the row ("instances") and columnar
+("inputs") request formats, their responses, base64 bytes and the errors.
 
 Pure functions, independent of any HTTP framework or model: request bodies become
 NumPy arrays (predict) or serialized `tf.train.Example`s (classify/regress), and
