@@ -1,7 +1,6 @@
 """The comparison's parts on hand-worked cases: metrics, INDEX, queries, bootstrap, report."""
 
 import csv
-import io
 import math
 
 import numpy as np
@@ -85,7 +84,7 @@ def _tiny_data():
   # 4 users, 8 items; item 7 has no topic (e.g. a movie of unknown year for "decade").
   topics = MultiValued.from_lists([["x"], ["y"], ["x", "y"], ["z"], ["x"], ["y"], ["z"], []])
   catalog = Catalog(np.array([f"i{i}" for i in range(8)], dtype=object),
-                    np.array([""] * 8, dtype=object), np.zeros(8, np.int32), {"topics": topics})
+                    features={"topics": topics})
   users = Users(np.array([f"u{u}" for u in range(4)], dtype=object))
   # user: items in time order; the last one of each user is held out (test_per_user=1).
   history = {0: [0, 1, 2, 0, 3], 1: [4, 5, 6], 2: [1, 3, 7], 3: [2, 2, 4, 6]}
@@ -197,21 +196,44 @@ def _results():
                                                 "ci_high": 2.0}}}}
 
 
+def _full_results():
+  """_results() with everything else report.write_all needs (results.md)."""
+  return {**_results(), "dataset": "tiny", "condition_feature": "topics", "num_queries": 3,
+          "num_skipped_queries": 1, "num_items": 8, "num_users": 4, "num_conditions": 3,
+          "num_train_interactions": 11, "seed": 3, "index": "brute_force", "k": 4,
+          "latency_queries": 2, "bootstrap": {"samples": 10, "confidence": 0.9},
+          "comparisons": [], "timings_seconds": {"total": 1.0},
+          "machine": {"cpu": "cpu", "cpu_count": 1, "memory_gib": 1, "gpus": 0,
+                      "platform": "linux", "python": "3", "tensorflow": "2"}}
+
+
+def test_report_csv_file_holds_the_hand_written_rows(tmp_path):
+  report.write_all(_full_results(), str(tmp_path))
+  with open(tmp_path / "results.csv", newline="") as f:
+    rows = list(csv.reader(f))
+  assert rows == [["method", "metric", "value", "ci_low", "ci_high"],
+                  ["INDEX", "recall@10", "0.5", "0.4", "0.6"],
+                  ["INDEX", "latency_p50_ms", "", "", ""],  # no servable: empty cells
+                  ["CR", "recall@10", "0.75", "0.7", "0.8"],
+                  ["CR", "latency_p50_ms", "1.5", "1.25", "2.0"]]
+
+
 def test_report_csv_rows_and_formatting():
   rows = report.csv_rows(_results())
-  assert rows[0] == {"method": "INDEX", "metric": "recall@10", "value": 0.5, "ci_low": 0.4,
-                     "ci_high": 0.6}
-  assert rows[1] == {"method": "INDEX", "metric": "latency_p50_ms", "value": "",
-                     "ci_low": "", "ci_high": ""}
-  out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=report.CSV_FIELDS)
-  writer.writeheader()
-  writer.writerows(rows)
-  assert out.getvalue().splitlines()[0] == "method,metric,value,ci_low,ci_high"
-  assert report.format_interval(rows and _results()["methods"]["CR"]["recall@10"]) == (
+  assert rows == [
+      {"method": "INDEX", "metric": "recall@10", "value": 0.5, "ci_low": 0.4, "ci_high": 0.6},
+      {"method": "INDEX", "metric": "latency_p50_ms", "value": "", "ci_low": "",
+       "ci_high": ""},
+      {"method": "CR", "metric": "recall@10", "value": 0.75, "ci_low": 0.7, "ci_high": 0.8},
+      {"method": "CR", "metric": "latency_p50_ms", "value": 1.5, "ci_low": 1.25,
+       "ci_high": 2.0}]
+  assert report.CSV_FIELDS == ("method", "metric", "value", "ci_low", "ci_high")
+  assert report.format_interval(_results()["methods"]["CR"]["recall@10"]) == (
       "0.750 [0.700, 0.800]")
   assert report.format_interval({"value": 540.0, "ci_low": 523.0, "ci_high": 556.4},
                                 "scanned_median") == "540 [523, 556]"
+  assert report.format_interval({"value": 1.5, "ci_low": 1.25, "ci_high": 2.0},
+                                "latency_p50_ms") == "1.50 [1.25, 2.00]"
   assert report.format_interval(None) == "-"
 
 

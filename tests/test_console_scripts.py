@@ -1,4 +1,5 @@
-"""The installed console scripts document their own flags in --help."""
+"""The installed console scripts document their own flags in --help and refuse stray
+arguments as a one-line usage error."""
 
 import os
 import subprocess
@@ -22,3 +23,21 @@ def test_help_lists_the_binary_flags(script, flag):
   result = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=300)
   # absl exits with status 1 after --help.
   assert f"  {flag}:" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize("script, program, required", [
+    ("tfcr-train", "tfcr-train", ["--model_dir={tmp}/run"]),
+    ("tfcr-eval", "tfcr-eval", ["--output_dir={tmp}/out"]),
+    ("tfcr-export", "export", ["--model_dir={tmp}/run", "--export_dir={tmp}/exports"]),
+])
+def test_stray_arguments_are_a_one_line_usage_error(tmp_path, script, program, required):
+  path = os.path.join(_BIN, script)
+  if not os.path.exists(path):
+    pytest.fail(f"{script} is not installed next to {sys.executable}: pip install -e .")
+  args = [a.format(tmp=tmp_path) for a in required]
+  result = subprocess.run([path, *args, "stray", "words"], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      f"{program}: error: unexpected arguments: stray words (flags only; see --helpfull)."]
+  assert os.listdir(tmp_path) == []  # nothing written

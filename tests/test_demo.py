@@ -1,6 +1,7 @@
 """The demo end to end on small synthetic data: train, export, serve, query over REST,
 summary, server stopped; a second run reuses the models and the export."""
 
+import dataclasses
 import io
 import os
 import re
@@ -11,8 +12,9 @@ import sys
 import pytest
 
 from tfcr import client
-from tfcr.training.config import TrainConfig
+from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.demo.tour import DemoConfig, run_demo
+from tfcr.training.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--dataset=synthetic", "--synthetic_users=200", "--synthetic_items=300",
@@ -49,10 +51,12 @@ def test_demo_binary_then_reuse_in_process(tmp_path):
 
   # Again, in process: nothing is trained or exported again.
   buffer = io.StringIO()
-  train = TrainConfig(dataset="synthetic", synthetic_users=200, synthetic_items=300,
-                      synthetic_interactions=5000, epochs=2, batch_size=256, verbose=0)
-  result = run_demo(DemoConfig(workdir=str(workdir), train=train, users=["u0001"],
-                               conditions=["c03"], k=3), out=buffer)
+  # The binary's data: its --synthetic_* defaults but for the flags above, seeded by --seed.
+  data = DataSource("synthetic", synthetic=dataclasses.replace(
+      DEFAULT_SYNTHETIC, n_users=200, n_items=300, n_interactions=5000, seed=42))
+  train = TrainConfig(epochs=2, batch_size=256, verbose=0)
+  result = run_demo(DemoConfig(workdir=str(workdir), train=train, data=data,
+                               users=["u0001"], conditions=["c03"], k=3), out=buffer)
   text = buffer.getvalue()
   assert "Reusing the trained model" in text and "Reusing the scann servable" in text
   assert "Epoch" not in text

@@ -32,14 +32,23 @@ def test_outputs_become_results_without_padding():
 
 
 def test_format_results_shows_titles_attributes_match_and_seen():
-  catalog = Catalog(item_id=np.array(["1", "2"], dtype=object),
-                    title=np.array(["Toy Story", "GoldenEye (1995)"], dtype=object),
-                    year=np.array([1995, 1995], np.int32),
-                    features={"genres": MultiValued.from_lists(
-                        [["Animation", "Comedy"], ["Action"]])})
+  genres = {"genres": MultiValued.from_lists([["Animation", "Comedy"], ["Action"]])}
+  catalog = Catalog(item_id=np.array(["1", "2"], dtype=object), features=genres,
+                    metadata={"title": np.array(["Toy Story (1995)", "GoldenEye (1995)"],
+                                                dtype=object),
+                              "year": np.array([1995, 1995], np.int32)})
   items = client.item_info_from_catalog(catalog, "genres")
   assert items["1"] == client.ItemInfo("Toy Story (1995)", ("Animation", "Comedy"))
-  assert items["2"].title == "GoldenEye (1995)"  # the year is not repeated
+  assert items["2"] == client.ItemInfo("GoldenEye (1995)", ("Action",))  # title as it is
+  # Without title metadata (or with an empty title) an item shows its id.
+  untitled = client.item_info_from_catalog(
+      Catalog(item_id=np.array(["1", "2"], dtype=object), features=genres,
+              metadata={"title": np.array(["", "GoldenEye (1995)"], dtype=object)}),
+      "genres")
+  assert untitled["1"] == client.ItemInfo("1", ("Animation", "Comedy"))
+  assert client.item_info_from_catalog(
+      Catalog(item_id=np.array(["7"], dtype=object)), "genres") == {
+          "7": client.ItemInfo("7", ())}
   results = client.Results(client.Query("7", "Comedy", 2, "none"),
                            [client.Recommendation(1, "1", 0.8123, True),
                             client.Recommendation(2, "2", 0.5, False)], num_scanned=2)

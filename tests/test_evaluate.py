@@ -2,17 +2,17 @@
 dirs instead of training, and one-line errors with exit code 2."""
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from tfcr.comparison.pipeline import METHODS, ComparisonOptions, run_comparison
+from tfcr.data.sources import DataSource
+from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
 from tfcr.training.config import TrainConfig
 
@@ -22,6 +22,10 @@ TINY = ["--dataset=synthetic", "--synthetic_users=120", "--synthetic_items=300",
         "--embedding_dim=16", "--hidden_units=32", "--epochs=2"]
 FAST = ["--index=brute_force", "--bootstrap_samples=200", "--latency_queries=20"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Every method's metrics, in results.csv's row order (INDEX has no servable latency).
+METRICS = ["recall@10", "recall@50", "recall@100", "ndcg@100", "topic_match@10",
+           "topic_match@100", "scanned_median", "scanned_p90", "latency_p50_ms",
+           "latency_p99_ms", "coverage@100"]
 
 
 def run_eval(*args, check=True):
@@ -51,17 +55,27 @@ def test_outputs_exist_and_agree(evaluated):
   assert results["num_skipped_queries"] == 0
   with open(out / "results.csv", newline="") as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == sum(len(v) for v in results["methods"].values())
+  assert [(r["method"], r["metric"]) for r in rows] == [
+      (method, metric) for method in METHODS for metric in METRICS]
   for row in rows:
-    interval = results["methods"][row["method"]][row["metric"]]
-    if interval is None:  # INDEX has no servable, hence no latency
-      assert row["method"] == "INDEX" and row["metric"].startswith("latency")
+    if row["method"] == "INDEX" and row["metric"].startswith("latency"):
       assert row["value"] == row["ci_low"] == row["ci_high"] == ""
       continue
-    for field in ("value", "ci_low", "ci_high"):
-      assert float(row[field]) == pytest.approx(interval[field], rel=1e-12)
-    assert interval["ci_low"] <= interval["value"] + 1e-12
-    assert interval["value"] <= interval["ci_high"] + 1e-12
+    value, low, high = (float(row[f]) for f in ("value", "ci_low", "ci_high"))
+    assert low <= value + 1e-12 and value <= high + 1e-12, row
+  csv_values = {(r["method"], r["metric"]): r["value"] for r in rows}
+  # The CSV against numbers computed apart from the comparison: tfcr-train's exact
+  # evaluation of each model (metrics.json), and what a strict filter guarantees.
+  exact = {m: json.loads((out / "models" / m / "metrics.json").read_text())
+           for m in ("cr", "lr")}
+  for method, model in (("CR", "cr"), ("LR", "lr")):
+    for k in (10, 50, 100):
+      assert float(csv_values[method, f"recall@{k}"]) == pytest.approx(
+          exact[model][f"recall@{k}"], abs=0.005), (method, k)
+  assert float(csv_values["LR+filter", "recall@100"]) == pytest.approx(
+      exact["lr"]["filtered_recall@100"], abs=0.005)
+  for method in ("INDEX", "LR+filter", "CR+filter"):
+    assert float(csv_values[method, "topic_match@100"]) == 1.0
   markdown = (out / "results.md").read_text()
   for method in METHODS:
     assert markdown.count(f"| {method} |") == 2  # quality and cost tables
@@ -132,24 +146,28 @@ def test_loading_model_dirs_gives_the_same_results(evaluated, tmp_path):
   assert not (tmp_path / "again" / "models").exists()  # nothing was trained
 
 
-def _options(tmp_path, **kwargs):
-  template = TrainConfig(dataset="synthetic", data_dir=str(tmp_path / "data"),
-                         synthetic_users=40, synthetic_items=50, synthetic_interactions=400,
-                         model_dir="unused")
-  return ComparisonOptions(train=dataclasses.replace(template, **kwargs.pop("train", {})),
+def _options(tmp_path, train=None, **kwargs):
+  kwargs.setdefault("data", DataSource(
+      "synthetic", data_dir=str(tmp_path / "data"),
+      synthetic=SyntheticConfig(n_users=40, n_items=50, n_interactions=400, seed=42)))
+  return ComparisonOptions(train=TrainConfig(model_dir="unused", **(train or {})),
                            output_dir=str(tmp_path / "out"), **kwargs)
 
 
 def test_library_errors_before_writing_anything(tmp_path, evaluated):
   out, _ = evaluated
   cases = [
-      (_options(tmp_path, train={"condition_feature": "mood"}), "--condition_feature='mood'"),
-      (_options(tmp_path, index="faiss"), "--index='faiss'"),
-      (_options(tmp_path, bootstrap_samples=0), "--bootstrap_samples"),
+      (_options(tmp_path, train={"condition_feature": "mood"}), "condition_feature='mood'"),
+      (_options(tmp_path, index="faiss"), "index='faiss'"),
+      (_options(tmp_path, bootstrap_samples=0), "bootstrap_samples"),
       (_options(tmp_path, cr_model_dir=str(tmp_path / "nowhere")), "does not exist"),
       (_options(tmp_path, cr_model_dir=str(out / "models" / "lr")), "holds a LR model"),
-      (_options(tmp_path, cr_model_dir=str(out / "models" / "cr"), train={"seed": 7},
-                explicit_fields=("seed",)), "--seed=7 vs 42"),
+      # The given data (40 users, 50 items) is not what the run was trained on.
+      (_options(tmp_path, cr_model_dir=str(out / "models" / "cr")),
+       "was trained on other data (num_users 120 vs 40; num_items 300 vs 50;"),
+      # No data given: the run's recorded data, but not its settings.
+      (_options(tmp_path, data=None, cr_model_dir=str(out / "models" / "cr"),
+                train={"seed": 7}, explicit_fields=("seed",)), "seed=7 vs 42"),
   ]
   for options, message in cases:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -177,6 +195,7 @@ def test_model_dirs_trained_differently_are_refused(evaluated, tmp_path):
     (["--index=faiss"], "flag --index=faiss"),
     ([], "--output_dir"),
     (["--output_dir=/tmp/x", "--model_dirs=/nonexistent/run"], "holds no trained model"),
+    (["--output_dir=/tmp/x", "stray"], "unexpected arguments: stray"),
 ])
 def test_bad_flags_are_one_line_with_exit_code_2(args, message):
   result = run_eval(*args, check=False)

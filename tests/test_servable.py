@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfcr.data.conditions import NONE_ID, OOV_ID
-from tfcr.training.config import TrainConfig
 from tfcr.data import synthetic
+from tfcr.data.conditions import NONE_ID, OOV_ID
+from tfcr.data.sources import DataSource
+from tfcr.training.config import TrainConfig
 from tfcr.index.brute_force import BruteForceIndex
 from tfcr.training.model_dir import load_trained_model
 from tfcr.export.exporter import export_servable
@@ -35,9 +36,9 @@ def trained(tmp_path_factory):
     topics[item].append(RARE)
   data.catalog = data.catalog.with_feature("topics", topics)
   model_dir = tmp_path_factory.mktemp("model")
-  train_and_evaluate(TrainConfig(dataset="synthetic", epochs=1, batch_size=128,
-                                 embedding_dim=16, hidden_units=(32,),
-                                 model_dir=str(model_dir), verbose=0), data=data)
+  train_and_evaluate(TrainConfig(epochs=1, batch_size=128, embedding_dim=16,
+                                 hidden_units=(32,), model_dir=str(model_dir), verbose=0),
+                     data)
   config, model, vocabularies = load_trained_model(str(model_dir))
   return str(model_dir), model, vocabularies
 
@@ -234,10 +235,9 @@ def test_versions_are_numbered(trained, tmp_path):
 @pytest.mark.slow
 def test_scann_top10_overlap_on_10k_items(tmp_path):
   model_dir = tmp_path / "model"
-  train_and_evaluate(TrainConfig(dataset="synthetic", synthetic_users=2000,
-                                 synthetic_items=10000, synthetic_conditions=30,
-                                 synthetic_interactions=40000, epochs=2,
-                                 model_dir=str(model_dir), verbose=0))
+  source = DataSource("synthetic", synthetic=synthetic.SyntheticConfig(
+      n_users=2000, n_items=10000, n_conditions=30, n_interactions=40000, seed=42))
+  train_and_evaluate(TrainConfig(epochs=2, model_dir=str(model_dir), verbose=0), source)
   scann = export_servable(str(model_dir), str(tmp_path / "scann"), "scann", 10)
   exact = export_servable(str(model_dir), str(tmp_path / "exact"), "brute_force", 10)
   users = [f"u{u:04d}" for u in range(0, 2000, 4)]

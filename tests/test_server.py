@@ -288,18 +288,20 @@ def test_config_file_labels_and_a_tfcr_servable(models, tmp_path):
   real tfcr ScaNN export, queried over REST and gRPC and compared with an in-process
   call of the same SavedModel."""
   from test_servable import run_requests  # pylint: disable=g-import-not-at-top
-  from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfcr.data.sources import DataSource  # pylint: disable=g-import-not-at-top
+  from tfcr.data.synthetic import SyntheticConfig  # pylint: disable=g-import-not-at-top
   from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
+  from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
   from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   sources = models[2]
   half = tmp_path / "half"
   half.mkdir()
   copy_version(sources["v1"], half, 1)
   copy_version(sources["v2"], half, 2)
-  train_and_evaluate(TrainConfig(dataset="synthetic", synthetic_users=60, synthetic_items=80,
-                                 synthetic_conditions=6, synthetic_interactions=1500,
-                                 epochs=1, batch_size=64, embedding_dim=8,
-                                 model_dir=str(tmp_path / "run"), verbose=0))
+  data = DataSource("synthetic", synthetic=SyntheticConfig(
+      n_users=60, n_items=80, n_conditions=6, n_interactions=1500, seed=42))
+  train_and_evaluate(TrainConfig(epochs=1, batch_size=64, embedding_dim=8,
+                                 model_dir=str(tmp_path / "run"), verbose=0), data)
   export = export_servable(str(tmp_path / "run"), str(tmp_path / "cr"), "scann", 10)
   config = tmp_path / "models.config"
   config.write_text(f"""

@@ -17,6 +17,8 @@ TINY = ["--dataset=synthetic", "--synthetic_users=60", "--synthetic_items=80",
 METRIC_KEYS = {"recall@10", "recall@50", "recall@100", "topic_match@10", "topic_match@100",
                "filtered_recall@100", "num_test_queries", "train_seconds",
                "examples_per_second"}
+FINGERPRINT_KEYS = {"name", "num_users", "num_items", "num_interactions", "user_ids_sha256",
+                    "item_ids_sha256", "interactions_sha256", "source"}
 
 
 def run_trainer(*args, check=True, timeout=300):
@@ -44,6 +46,22 @@ def test_one_epoch_end_to_end(tmp_path):
   assert os.listdir(model_dir / "logs")  # TensorBoard
   assert any(name.startswith("ckpt-1") for name in os.listdir(model_dir / "checkpoints"))
   assert "recall@100" in result.stdout  # the table is printed
+  # config.json holds the training settings only; data.json the data's fingerprint.
+  assert not {"dataset", "data_dir", "synthetic_items", "export_dir"} & set(config)
+  data = json.loads((model_dir / "data.json").read_text())
+  assert set(data) == FINGERPRINT_KEYS
+  assert data["name"] == "synthetic"
+  assert (data["num_users"], data["num_items"], data["num_interactions"]) == (60, 80, 1500)
+  for key in ("user_ids_sha256", "item_ids_sha256", "interactions_sha256"):
+    assert re.fullmatch(r"[0-9a-f]{64}", data[key]), key
+  assert len({data["user_ids_sha256"], data["item_ids_sha256"],
+              data["interactions_sha256"]}) == 3
+  source = data["source"]
+  assert source["dataset"] == "synthetic"
+  assert source["data_dir"] == str(tmp_path / "data")
+  assert {k: source["synthetic"][k] for k in ("n_users", "n_items", "n_conditions",
+                                               "n_interactions", "seed")} == {
+      "n_users": 60, "n_items": 80, "n_conditions": 6, "n_interactions": 1500, "seed": 42}
 
 
 def test_flagfile_and_lr_model(tmp_path):
@@ -52,7 +70,9 @@ def test_flagfile_and_lr_model(tmp_path):
                                         f"--model_dir={tmp_path / 'lr'}"]))
   run_trainer(f"--flagfile={flagfile}")
   config = json.loads((tmp_path / "lr" / "config.json").read_text())
-  assert config["model"] == "lr" and config["synthetic_items"] == 80
+  assert config["model"] == "lr"
+  data = json.loads((tmp_path / "lr" / "data.json").read_text())
+  assert data["num_items"] == 80 and data["source"]["synthetic"]["n_items"] == 80
 
 
 def test_helpfull_documents_the_flags():
@@ -100,21 +120,33 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
       metrics["recall@10"]
 
 
+def assert_user_error(result, message=""):
+  """One line on stderr, "tfcr-train: error: ...MESSAGE...", exit code 2, no traceback."""
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert lines[0].startswith("tfcr-train: error: ") and message in lines[0], lines[0]
+  assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("flags, message", [
-    (["--dataset=netflix"], "Unknown --dataset='netflix'; valid values: movielens-100k"),
-    (["--condition_feature=colour"], "Unknown --condition_feature='colour'; valid values: "
-                                     "decade, topics"),
-    (["--epochs=0"], "--epochs must be a positive integer"),
-    (["--batch_size=100000"], "--batch_size=100000 is larger than the 1380 training"),
+    (["--dataset=netflix"], "Unknown dataset='netflix'; valid values: movielens-100k"),
+    (["--dataset=tfds:foo/bar"], "movielens/*-ratings"),  # fails before any download
+    # The catalog's own features, then those that can be derived from it.
+    (["--condition_feature=colour"], "Unknown condition_feature='colour'; valid values: "
+                                     "topics, decade."),
+    (["--epochs=0"], "epochs must be a positive integer"),
+    (["--batch_size=100000"], "batch_size=100000 is larger than the 1380 training"),
     (["--synthetic_users=0"], "n_users"),
+    (["--min_rating=6"], "min_rating=6"),  # synthetic ratings are 1..5: nothing is left
+    (["--test_per_user=1000"], "the test split is empty"),  # no user has > 1000
+    (["--epochs=abc"], "--epochs"),  # absl's parse error
+    (["stray"], "unexpected arguments: stray"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, flags, message):
   model_dir = tmp_path / "run"
   result = run_trainer(*TINY, *flags, f"--model_dir={model_dir}", check=False)
-  assert result.returncode != 0
-  lines = result.stderr.strip().splitlines()
-  assert message in lines[-1], result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
+  assert_user_error(result, message)
   assert not model_dir.exists()
 
 
@@ -122,9 +154,7 @@ def test_unwritable_model_dir(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
   result = run_trainer(*TINY, f"--model_dir={blocker}/run", check=False)
-  assert result.returncode != 0
-  assert "is not writable" in result.stderr.strip().splitlines()[-1]
-  assert "Traceback" not in result.stderr
+  assert_user_error(result, "is not writable")
 
 
 def test_resume_with_different_settings_is_refused(tmp_path):
@@ -132,8 +162,21 @@ def test_resume_with_different_settings_is_refused(tmp_path):
   run_trainer(*TINY, "--epochs=1", f"--model_dir={model_dir}")
   result = run_trainer(*TINY, "--epochs=1", "--learning_rate=0.5",
                        f"--model_dir={model_dir}", check=False)
-  assert result.returncode != 0
-  assert "learning_rate" in result.stderr.strip().splitlines()[-1]
+  assert_user_error(result, "learning_rate")
+  # The refused run changed nothing: the recorded settings are the first run's.
+  assert json.loads((model_dir / "config.json").read_text())["learning_rate"] == 0.01
+
+
+def test_resume_with_different_data_is_refused(tmp_path):
+  model_dir = tmp_path / "run"
+  run_trainer(*TINY, "--epochs=1", f"--model_dir={model_dir}")
+  before = (model_dir / "data.json").read_text()
+  other = [a for a in TINY if not a.startswith("--synthetic_items=")] + [
+      "--synthetic_items=100"]
+  result = run_trainer(*other, "--epochs=1", f"--model_dir={model_dir}", check=False)
+  assert_user_error(result, "was trained on other data")
+  assert "num_items 80 vs 100" in result.stderr
+  assert (model_dir / "data.json").read_text() == before
 
 
 def test_missing_movielens_data_is_one_line(tmp_path):
@@ -146,10 +189,8 @@ def test_missing_movielens_data_is_one_line(tmp_path):
   result = subprocess.run([sys.executable, "-m", "trainer.train", "--dataset=movielens-100k",
                            f"--data_dir={tmp_path / 'data'}", f"--model_dir={model_dir}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode != 0
-  last = result.stderr.strip().splitlines()[-1]
-  assert "MovieLens-100k" in last and "ml-100k.inter" in last, result.stderr[-2000:]
-  assert "Traceback" not in result.stderr
+  assert_user_error(result, "MovieLens-100k")
+  assert "ml-100k.inter" in result.stderr
   assert not model_dir.exists()
 
 
@@ -179,11 +220,13 @@ def test_export_binary_and_trainer_export_dir(tmp_path):
        f"--export_dir={export_dir}", "--scann_recall_target=1.5"], cwd=REPO, env=env,
       capture_output=True, text=True, timeout=300)
   assert out_of_range.returncode == 2
-  assert "--scann_recall_target must be in (0, 1]" in out_of_range.stderr
-  assert "Traceback" not in out_of_range.stderr
+  assert out_of_range.stderr.strip().splitlines() == [
+      "export: error: recall_target must be in (0, 1], got 1.5."]
   bad = subprocess.run([sys.executable, "-m", "serving.export", f"--model_dir={tmp_path}",
                         f"--export_dir={export_dir}"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
-  assert bad.returncode != 0
-  assert "holds no trained model" in bad.stderr.strip().splitlines()[-1]
+  assert bad.returncode == 2
+  lines = bad.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("export: error: model_dir=")
+  assert "holds no trained model" in lines[0]
   assert "Traceback" not in bad.stderr
