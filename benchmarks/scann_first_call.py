@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+import tfcr  # noqa: E402,F401  (first: it sets TF_USE_LEGACY_KERAS)  pylint: disable=g-import-not-at-top
 
 QUERY = {"user_id": ["u0001", "u0002", "stranger"], "condition": ["c01", "c02", ""],
          "k": [5, 3, 4], "filter": ["strict", "none", "none"]}

@@ -1,8 +1,7 @@
 """ScaNN leaf tuning: the fewest leaves reaching a recall target, checked against NumPy."""
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tfcr  # noqa: F401  (first: it sets TF_USE_LEGACY_KERAS)  pylint: disable=g-import-not-at-top
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top

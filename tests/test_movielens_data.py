@@ -3,7 +3,6 @@
 import logging
 import os
 import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -12,7 +11,8 @@ import tfcr  # pylint: disable=unused-import  (Keras 2 before TensorFlow)
 from tfcr.data.movielens import files as movielens_tfds
 from tfcr.data.movielens import recbole_files
 from tfcr.errors import DataUnavailableError
-from tfcr.data.movielens.files import age_group, load_movielens_100k, read_atomic_file
+from tfcr.data.movielens.files import load_movielens_100k, read_atomic_file
+from tfcr.data.movielens.tables import age_group, display_title, zip3
 
 # Rows deliberately out of id order; user "10" and item "12" check numeric sorting
 # (as strings they would come right after "1").
@@ -96,6 +96,7 @@ def _fake_pip_wheel(monkeypatch, members):
 
 def test_counts_order_and_name(data):
   assert data.name == "movielens-100k"
+  assert data.default_condition_feature == "genres"
   assert list(data.users.user_id) == _USER_IDS
   assert list(data.catalog.item_id) == _ITEM_IDS
   assert len(data.interactions) == len(_RATINGS) - 1
@@ -103,11 +104,15 @@ def test_counts_order_and_name(data):
 
 
 def test_catalog_titles_years_genres(data):
-  assert list(data.catalog.title) == [
-      "Toy Story", "GoldenEye", "Four Rooms", "Get Shorty", "Copycat",
-      "No Genres Movie", "Twelve Monkeys", "Usual Suspects, The"]
-  assert data.catalog.year.dtype == np.int32
-  assert list(data.catalog.year) == [1995, 1995, 1995, 1995, 1995, 1996, 0, 1995]
+  assert sorted(data.catalog.metadata) == ["title", "year"]
+  # Display titles: the year appended when it is known.
+  assert list(data.catalog.metadata["title"]) == [
+      "Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)", "Get Shorty (1995)",
+      "Copycat (1995)", "No Genres Movie (1996)", "Twelve Monkeys",
+      "Usual Suspects, The (1995)"]
+  year = data.catalog.metadata["year"]
+  assert year.dtype == np.int32
+  assert list(year) == [1995, 1995, 1995, 1995, 1995, 1996, 0, 1995]
   genres = data.catalog.features["genres"]
   assert list(data.catalog.features) == ["genres"]
   assert list(genres.vocabulary) == sorted(genres.vocabulary)
@@ -232,6 +237,17 @@ def test_atomic_file_columns_found_by_header_name(tmp_path):
     list(read_atomic_file(str(path), required=("gender",)))
 
 
+def test_display_title():
+  assert display_title("Star Wars", 1977) == "Star Wars (1977)"
+  assert display_title("Twelve Monkeys", 0) == "Twelve Monkeys"
+  assert display_title("Babylon 5 (1994)", 1994) == "Babylon 5 (1994)"  # already in it
+
+
+def test_zip3():
+  assert list(zip3(np.array(["85711", "T8H1N", "12"]))) == ["857", "T8H", "12"]
+  assert list(zip3(np.array([b"94043"]))) == ["940"]
+
+
 def test_age_group_boundaries():
   ages = [0, 7, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 73]
   assert list(age_group(np.array(ages))) == [
@@ -251,7 +267,8 @@ def test_real_movielens_100k_from_recbole_wheel(tmp_path):
   assert len(genres.vocabulary) == 19 and "unknown" in genres.vocabulary
   drama = list(genres.vocabulary).index("Drama")
   assert int((genres.value_ids == drama).sum()) == 725
-  assert data.catalog.title[0] == "Toy Story" and data.catalog.year[0] == 1995
+  assert data.catalog.metadata["title"][0] == "Toy Story (1995)"
+  assert data.catalog.metadata["year"][0] == 1995
   assert set(data.users.features["age_group"]) <= {
       "<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"}
   assert set(data.users.features["gender"]) == {"M", "F"}

@@ -47,7 +47,6 @@ def test_kernel_is_this_python(tmp_path):
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
   monkeypatch.setenv("TFCR_NOTEBOOK_SMALL", "1")
   monkeypatch.setenv("TFCR_NOTEBOOK_WORKDIR", str(tmp_path / "runs"))
-  monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")
   nb = _run(nbformat.read(path, as_version=4), tmp_path)
   errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
             if o.output_type == "error"]

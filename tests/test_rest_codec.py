@@ -1,6 +1,6 @@
 """Tests for serving/rest_codec.py and serving/json_format.py (TF Serving REST codec).
 
-Expected values come from the wire-compatibility spec (§1.2, §1.3, §1.6, §1.7, §4)
+Expected values are what TF Serving itself answers (its request formats, JSON dialect and errors)
 and upstream's json_tensor.cc messages.
 """
 

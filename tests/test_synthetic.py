@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfcr.data import synthetic
+from tfcr.errors import ConfigError
 
 SMALL = dict(n_users=300, n_items=500, n_conditions=12, n_interactions=15000)
 
@@ -58,8 +59,11 @@ def test_schema_and_sizes():
   assert data.catalog.item_id.dtype == object and data.users.user_id.dtype == object
   assert list(data.users.user_id) == sorted(data.users.user_id)
   assert list(data.catalog.item_id) == sorted(data.catalog.item_id)
-  assert data.catalog.title[17] == "item 17"
-  assert data.catalog.year.min() >= 1950 and data.catalog.year.max() <= 2020
+  assert sorted(data.catalog.metadata) == ["title", "year"]
+  assert data.catalog.metadata["title"][17] == "item 17"
+  year = data.catalog.metadata["year"]
+  assert year.shape == (500,) and year.min() >= 1950 and year.max() <= 2020
+  assert data.default_condition_feature == "topics"
   assert set(data.users.features) == {"segment", "region"}
   for column in data.users.features.values():
     assert column.shape == (300,) and column.dtype == object
@@ -78,6 +82,7 @@ def test_generate_drops_only_the_truth():
   data = synthetic.generate(**SMALL, seed=3, condition_feature="genres")
   same, _ = synthetic.generate_with_truth(**SMALL, seed=3, condition_feature="genres")
   assert set(data.catalog.features) == {"genres"}
+  assert data.default_condition_feature == "genres"
   np.testing.assert_array_equal(data.interactions.item_index, same.interactions.item_index)
   assert synthetic.SyntheticConfig().n_items == 2000  # The documented defaults.
 
@@ -225,7 +230,7 @@ def test_segment_follows_first_favourite():
 def _arrays(data):
   inter = data.interactions
   return [data.users.user_id, *data.users.features.values(), data.catalog.item_id,
-          data.catalog.title, data.catalog.year,
+          data.catalog.metadata["title"], data.catalog.metadata["year"],
           *[a for f in data.catalog.features.values()
             for a in (f.vocabulary, f.row_splits, f.value_ids)],
           inter.user_index, inter.item_index, inter.rating, inter.timestamp]
@@ -263,10 +268,10 @@ def test_deterministic_by_seed():
     (dict(condition_feature=""), "condition_feature"),
 ])
 def test_bad_arguments_raise(kwargs, name):
-  with pytest.raises(ValueError, match=name) as error:
+  with pytest.raises(ConfigError, match=name) as error:
     synthetic.generate(**kwargs)
   assert "\n" not in str(error.value)
-  with pytest.raises(ValueError, match=name):
+  with pytest.raises(ConfigError, match=name):
     synthetic.SyntheticConfig(**kwargs).validate()
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfcr.data.movielens import tfds_ratings as tfds_movielens
-from tfcr.errors import DataUnavailableError
+from tfcr.errors import ConfigError, DataUnavailableError
 from tfcr.data.movielens.tfds_ratings import load_tfds_movielens, split_title_year
 
 # One 100k-ratings example per rating, denormalized as TFDS stores it:
@@ -77,8 +77,9 @@ def test_random_mock_data_gives_valid_recdata():
   genres = data.catalog.features["genres"]
   assert all(isinstance(g, str) for g in genres.vocabulary)
   assert genres.num_rows == len(data.catalog)
-  assert data.catalog.year.dtype == np.int32
-  assert all(isinstance(t, str) for t in data.catalog.title)
+  assert data.catalog.metadata["year"].dtype == np.int32
+  assert all(isinstance(t, str) for t in data.catalog.metadata["title"])
+  assert data.default_condition_feature == "genres"
 
 
 def test_config_without_demographics_has_no_user_features():
@@ -94,8 +95,10 @@ def test_tables_rebuilt_from_denormalized_ratings():
     data = load_tfds_movielens("movielens/100k-ratings")
   assert list(data.users.user_id) == ["2", "7", "13"]
   assert list(data.catalog.item_id) == ["1", "101", "267", "1300"]
-  assert list(data.catalog.title) == ["Toy Story", "Heavy Metal", "unknown", "1-900"]
-  assert list(data.catalog.year) == [1995, 1981, 0, 1994]
+  # Display titles as MovieLens's files give them: the year appended when known.
+  assert list(data.catalog.metadata["title"]) == ["Toy Story (1995)", "Heavy Metal (1981)",
+                                                  "unknown", "1-900 (1994)"]
+  assert list(data.catalog.metadata["year"]) == [1995, 1981, 0, 1994]
   # TFDS's "Children" and "Unknown" are spelt as in MovieLens.
   assert data.catalog.features["genres"].to_lists() == [
       ["Animation", "Children's", "Comedy"], ["Action", "Animation", "Horror", "Sci-Fi"],
@@ -137,5 +140,5 @@ def test_other_errors_pass_through(monkeypatch):
 
 
 def test_rejects_non_ratings_configs():
-  with pytest.raises(ValueError, match="-ratings"):
+  with pytest.raises(ConfigError, match="-ratings"):
     load_tfds_movielens("movielens/100k-movies")

@@ -1,4 +1,5 @@
-"""Towers and layers on hand-worked numbers, plus get_config round trips."""
+"""Towers and layers on hand-worked numbers; configs hold the constructor arguments and
+rebuild layers that compute the same outputs."""
 
 import numpy as np
 import pytest
@@ -64,28 +65,67 @@ def test_multi_hot_embedding_sums_and_ignores_padding():
   np.testing.assert_allclose(out.numpy()[2], table[1] + table[2], rtol=1e-6)
 
 
-@pytest.mark.parametrize("make, inputs", [
+_QUERY_DEFAULTS = dict(id_embedding_dim=64, feature_embedding_dim=16,
+                       condition_embedding_dim=32)
+
+
+@pytest.mark.parametrize("make, inputs, expected", [
     (lambda: QueryTower(5, [3, 4], 6, embedding_dim=8, hidden_units=(16, 8)),
-     {"user": tf.constant([0, 3, 5]), "condition": tf.constant([0, 1, 5])}),
+     {"user": tf.constant([0, 3, 5]), "condition": tf.constant([0, 1, 5])},
+     dict(num_users=5, user_feature_vocab_sizes=[3, 4], num_conditions=6, embedding_dim=8,
+          hidden_units=[16, 8], normalize=False, **_QUERY_DEFAULTS)),
     (lambda: QueryTower(5, [], 0, embedding_dim=8, normalize=True),
-     {"user": tf.constant([1, 2])}),
-    (lambda: CandidateTower(7, 5, 3, embedding_dim=8, hidden_units=(16,)),
-     tf.constant([0, 6, 2])),
+     {"user": tf.constant([1, 2])},
+     dict(num_users=5, user_feature_vocab_sizes=[], num_conditions=0, embedding_dim=8,
+          hidden_units=[128], normalize=True, **_QUERY_DEFAULTS)),
+    (lambda: CandidateTower(7, 5, 3, embedding_dim=8, hidden_units=(16,), name="items"),
+     tf.constant([0, 6, 2]),
+     dict(num_items=7, num_conditions=5, max_conditions_per_item=3, embedding_dim=8,
+          id_embedding_dim=64, condition_embedding_dim=32, hidden_units=[16],
+          normalize=False, name="items")),
 ])
-def test_tower_config_round_trip(make, inputs):
+def test_tower_config_round_trip(make, inputs, expected):
   tower = make()
+  config = tower.get_config()
+  assert {k: config[k] for k in expected} == expected  # the constructor's arguments
   tower(inputs)
-  rebuilt = type(tower).from_config(tower.get_config())
+  if isinstance(tower, CandidateTower):  # a non-zero table, so that it must be copied
+    tower.item_conditions.assign_table(np.arange(21).reshape(7, 3) % 5)
+  elif tower.user_features is not None:
+    tower.user_features.assign_table(np.array([[0, 0], [1, 2], [2, 3], [1, 1], [2, 0],
+                                               [0, 3]]))
+  rebuilt = type(tower).from_config(config)
   rebuilt(inputs)
-  assert rebuilt.get_config() == tower.get_config()
+  assert not np.allclose(rebuilt(inputs).numpy(), tower(inputs).numpy())  # fresh weights
   rebuilt.set_weights(tower.get_weights())
   np.testing.assert_allclose(rebuilt(inputs).numpy(), tower(inputs).numpy())
 
 
-def test_layer_config_round_trip():
-  for layer in [TableLookup(4, 2, name="t"), MultiHotEmbedding(5, 3, name="m")]:
-    rebuilt = type(layer).from_config(layer.get_config())
-    assert rebuilt.get_config() == layer.get_config()
+def test_layer_config_holds_the_constructor_arguments():
+  table = TableLookup(4, 2, name="t")
+  config = table.get_config()
+  assert (config["num_rows"], config["num_columns"], config["name"]) == (4, 2, "t")
+  multi_hot = MultiHotEmbedding(5, 3, name="m")
+  config = multi_hot.get_config()
+  assert (config["input_dim"], config["output_dim"], config["name"]) == (5, 3, "m")
+
+
+def test_layers_rebuilt_from_config_give_the_same_outputs():
+  table = TableLookup(4, 2, name="t")
+  table.assign_table([[1, 2], [3, 4], [5, 6], [7, 8]])
+  rebuilt = TableLookup.from_config(table.get_config())
+  rebuilt.set_weights(table.get_weights())
+  np.testing.assert_array_equal(rebuilt(tf.constant([2, 0])).numpy(), [[5, 6], [1, 2]])
+  multi_hot = MultiHotEmbedding(5, 3, name="m")
+  ids = tf.constant([[4, -1], [0, 2]])
+  multi_hot(ids)
+  rebuilt = MultiHotEmbedding.from_config(multi_hot.get_config())
+  rebuilt(ids)
+  rebuilt.set_weights(multi_hot.get_weights())
+  np.testing.assert_allclose(rebuilt(ids).numpy(), multi_hot(ids).numpy())
+  table = multi_hot.embedding.embeddings.numpy()
+  np.testing.assert_allclose(rebuilt(ids).numpy(), [table[4], table[0] + table[2]],
+                             rtol=1e-6)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -54,6 +54,6 @@ def first_rows(ids, what: str = "") -> np.ndarray:
 def id_order(ids) -> np.ndarray:
   """Permutation sorting [R] str ids: as integers when all are digits, else as strings."""
   ids = id_strings(ids)
-  if len(ids) and all(i.isdigit() for i in ids):
+  if len(ids) and all(i.isdecimal() and i.isascii() for i in ids):
     return np.argsort(np.array([int(i) for i in ids]), kind="stable")
   return np.argsort(np.asarray(ids, dtype=str), kind="stable")
