@@ -12,7 +12,7 @@ import tensorflow as tf
 class BruteForceIndex(tf.Module):
   """Exact top-n by dot product over all items."""
 
-  # The condition filter's strict/unfiltered cond is inlined (tfcr.condition_filter):
+  # The condition filter's strict/unfiltered cond is inlined (tfcr.export.condition_filter):
   # its matmul runs 1.5x slower inside a called branch (measured at 1M items).
   call_filter_branches = False
 
