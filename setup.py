@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "grpcio>=1.60",
     "matplotlib>=3.8",  # tfcr-eval plots
     "pandas>=2",  # tfcr.data.dataframes: your own data as DataFrames
+    "pyarrow>=14",  # tfcr.data.files: your own tables as Parquet, CSV, TSV or JSON lines
     "requests>=2.28",  # tfcr.client: the model server's REST API
 ]
 

@@ -9,6 +9,7 @@ from typing import Any, Dict
 
 from absl import flags
 
+from tfcr.data.files import FORMATS, FileTables
 from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
@@ -18,18 +19,47 @@ from tfcr.training.config import TrainConfig
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
                    "extra_negatives", "min_rating", "test_per_user")
+FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
+              "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
-              "synthetic_interactions")
+              "synthetic_interactions") + FILE_FLAGS
 
 
 def define_data(help_suffix: str = ".") -> None:
-  """--dataset, --data_dir and the --synthetic_* options of the synthetic source."""
+  """--dataset, --data_dir, the --synthetic_* options of the synthetic source and the
+  tables of the files source."""
   defaults = DataSource()
+  tables = FileTables(interactions="", items="")
   flags.DEFINE_string("dataset", defaults.dataset,
                       "Data set: movielens-100k (files from the recbole wheel, cached under "
-                      "--data_dir), synthetic (planted structure, see --synthetic_*), or "
+                      "--data_dir), synthetic (planted structure, see --synthetic_*), files "
+                      "(your own tables: --interactions, --items, --users), or "
                       "tfds:<name>, e.g. tfds:movielens/100k-ratings (needs internet)"
                       + help_suffix)
+  flags.DEFINE_string("interactions", None,
+                      "--dataset=files: the interactions table, a file, a directory or a glob "
+                      "of shards (Parquet, CSV, TSV or JSON lines)" + help_suffix)
+  flags.DEFINE_string("items", None,
+                      "--dataset=files: the items table; every column but the id is an item "
+                      "feature, any of them a condition" + help_suffix)
+  flags.DEFINE_string("users", None,
+                      "--dataset=files: the optional users table (categorical feature columns)"
+                      + help_suffix)
+  flags.DEFINE_enum("file_format", None, list(FORMATS),
+                    "--dataset=files: the tables' format (default: from each file's "
+                    "extension)" + help_suffix)
+  flags.DEFINE_string("user_column", tables.user_column,
+                      "--dataset=files: the user id column" + help_suffix)
+  flags.DEFINE_string("item_column", tables.item_column,
+                      "--dataset=files: the item id column" + help_suffix)
+  flags.DEFINE_string("timestamp_column", tables.timestamp_column,
+                      "--dataset=files: interaction times, integer seconds or ISO-8601 "
+                      "(without the column: file order)" + help_suffix)
+  flags.DEFINE_string("rating_column", None,
+                      "--dataset=files: the rating column --min_rating reads" + help_suffix)
+  flags.DEFINE_string("list_separator", tables.list_separator,
+                      "--dataset=files: separator of multi-valued string cells (Arrow list "
+                      "columns need none)" + help_suffix)
   flags.DEFINE_string("data_dir", defaults.data_dir, "Where data sets are cached.")
   flags.DEFINE_integer("synthetic_users", DEFAULT_SYNTHETIC.n_users,
                        "--dataset=synthetic: users" + help_suffix)
@@ -83,7 +113,16 @@ def data_source(seed: int) -> DataSource:
       n_users=f.synthetic_users, n_items=f.synthetic_items,
       n_conditions=f.synthetic_conditions, n_interactions=f.synthetic_interactions,
       seed=seed)
-  return DataSource(dataset=f.dataset, data_dir=f.data_dir, synthetic=synthetic)
+  files = None
+  if f.dataset == "files":
+    files = FileTables(interactions=f.interactions or "", items=f.items or "",
+                       users=f.users or "", file_format=f.file_format or "",
+                       user_column=f.user_column, item_column=f.item_column,
+                       timestamp_column=f.timestamp_column,
+                       rating_column=f.rating_column or "",
+                       list_separator=f.list_separator)
+  return DataSource(dataset=f.dataset, data_dir=f.data_dir, synthetic=synthetic,
+                    files=files)
 
 
 def data_flags_given() -> bool:
