@@ -30,7 +30,7 @@ flags.DEFINE_string("workdir", "runs/demo",
                     "Where the models (cr/, lr/), the export (export/) and server.log go. "
                     "Re-runs reuse what is there.")
 flags.DEFINE_bool("retrain", False, "Delete --workdir's models and export and start afresh.")
-training_flags.define_data(" (as for tfcr-train).")
+training_flags.define_data(" (as for tfcr-train).", files=False)
 flags.DEFINE_string("condition_feature", None,
                     "Item feature used as the condition (default: the data set's own, "
                     "genres on MovieLens).")

@@ -25,17 +25,32 @@ DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_condit
               "synthetic_interactions") + FILE_FLAGS
 
 
-def define_data(help_suffix: str = ".") -> None:
-  """--dataset, --data_dir, the --synthetic_* options of the synthetic source and the
-  tables of the files source."""
+def define_data(help_suffix: str = ".", files: bool = True) -> None:
+  """--dataset, --data_dir, the --synthetic_* options of the synthetic source and, with
+  `files`, the tables of the files source (the demo has a --users flag of its own)."""
   defaults = DataSource()
-  tables = FileTables(interactions="", items="")
   flags.DEFINE_string("dataset", defaults.dataset,
                       "Data set: movielens-100k (files from the recbole wheel, cached under "
                       "--data_dir), synthetic (planted structure, see --synthetic_*), files "
                       "(your own tables: --interactions, --items, --users), or "
                       "tfds:<name>, e.g. tfds:movielens/100k-ratings (needs internet)"
                       + help_suffix)
+  if files:
+    _define_file_flags(help_suffix)
+  flags.DEFINE_string("data_dir", defaults.data_dir, "Where data sets are cached.")
+  flags.DEFINE_integer("synthetic_users", DEFAULT_SYNTHETIC.n_users,
+                       "--dataset=synthetic: users" + help_suffix)
+  flags.DEFINE_integer("synthetic_items", DEFAULT_SYNTHETIC.n_items,
+                       "--dataset=synthetic: items" + help_suffix)
+  flags.DEFINE_integer("synthetic_conditions", DEFAULT_SYNTHETIC.n_conditions,
+                       "--dataset=synthetic: distinct condition values" + help_suffix)
+  flags.DEFINE_integer("synthetic_interactions", DEFAULT_SYNTHETIC.n_interactions,
+                       "--dataset=synthetic: interactions" + help_suffix)
+
+
+def _define_file_flags(help_suffix: str) -> None:
+  """The tables and column names of --dataset=files."""
+  tables = FileTables(interactions="", items="")
   flags.DEFINE_string("interactions", None,
                       "--dataset=files: the interactions table, a file, a directory or a glob "
                       "of shards (Parquet, CSV, TSV or JSON lines)" + help_suffix)
@@ -60,15 +75,6 @@ def define_data(help_suffix: str = ".") -> None:
   flags.DEFINE_string("list_separator", tables.list_separator,
                       "--dataset=files: separator of multi-valued string cells (Arrow list "
                       "columns need none)" + help_suffix)
-  flags.DEFINE_string("data_dir", defaults.data_dir, "Where data sets are cached.")
-  flags.DEFINE_integer("synthetic_users", DEFAULT_SYNTHETIC.n_users,
-                       "--dataset=synthetic: users" + help_suffix)
-  flags.DEFINE_integer("synthetic_items", DEFAULT_SYNTHETIC.n_items,
-                       "--dataset=synthetic: items" + help_suffix)
-  flags.DEFINE_integer("synthetic_conditions", DEFAULT_SYNTHETIC.n_conditions,
-                       "--dataset=synthetic: distinct condition values" + help_suffix)
-  flags.DEFINE_integer("synthetic_interactions", DEFAULT_SYNTHETIC.n_interactions,
-                       "--dataset=synthetic: interactions" + help_suffix)
 
 
 def define_training(help_suffix: str = ".") -> None:
@@ -114,7 +120,7 @@ def data_source(seed: int) -> DataSource:
       n_conditions=f.synthetic_conditions, n_interactions=f.synthetic_interactions,
       seed=seed)
   files = None
-  if f.dataset == "files":
+  if f.dataset == "files" and "interactions" in f:
     files = FileTables(interactions=f.interactions or "", items=f.items or "",
                        users=f.users or "", file_format=f.file_format or "",
                        user_column=f.user_column, item_column=f.item_column,
@@ -126,7 +132,7 @@ def data_source(seed: int) -> DataSource:
 
 
 def data_flags_given() -> bool:
-  return any(flags.FLAGS[name].present for name in DATA_FLAGS)
+  return any(flags.FLAGS[name].present for name in DATA_FLAGS if name in flags.FLAGS)
 
 
 def training_values() -> Dict[str, Any]:
