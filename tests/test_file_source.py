@@ -193,3 +193,44 @@ def test_binary_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith("tfcr-train: error: ") and message in lines[0]
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow  # real MovieLens-100k, three short trainings
+def test_movielens_as_files_trains_like_movielens(tmp_path_factory):
+  from tfcr.data.movielens.files import load_movielens_100k  # pylint: disable=g-import-not-at-top
+  from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
+  from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
+  data = load_movielens_100k(str(tmp_path_factory.getbasetemp() / "movielens-data"))
+  inter, items, users = to_dataframes(data)
+  items = items.drop(columns=["title", "year"])
+  root = tmp_path_factory.mktemp("movielens-files")
+  (root / "pq").mkdir()
+  half = len(inter) // 2
+  pq.write_table(pa.Table.from_pandas(inter.iloc[:half]), root / "pq" / "part-0.parquet")
+  pq.write_table(pa.Table.from_pandas(inter.iloc[half:]), root / "pq" / "part-1.parquet")
+  pq.write_table(pa.Table.from_pandas(items), root / "items.parquet")
+  pq.write_table(pa.Table.from_pandas(users), root / "users.parquet")
+  names = {"user_id": "viewer", "item_id": "film", "timestamp": "when", "rating": "stars"}
+  inter.rename(columns=names).to_csv(root / "inter.csv", index=False)
+  items.rename(columns={"item_id": "film", "genres": "kinds"}).assign(
+      kinds=lambda f: f["kinds"].map(";".join)).to_csv(root / "items.csv", index=False)
+  users.rename(columns={"user_id": "viewer"}).to_csv(root / "users.csv", index=False)
+  sources = {
+      "movielens": (data, "genres"),
+      "parquet": (load_files(FileTables(str(root / "pq"), str(root / "items.parquet"),
+                                        str(root / "users.parquet"), rating_column="rating")),
+                  "genres"),
+      "csv": (load_files(FileTables(str(root / "inter.csv"), str(root / "items.csv"),
+                                    str(root / "users.csv"), user_column="viewer",
+                                    item_column="film", timestamp_column="when",
+                                    rating_column="stars", list_separator=";")), "kinds"),
+  }
+  metrics = {}
+  for name, (source, condition) in sources.items():
+    config = TrainConfig(condition_feature=condition, epochs=3, verbose=0,
+                         model_dir=str(tmp_path_factory.mktemp(name)))
+    metrics[name] = train_and_evaluate(config, source)
+  for name in ("parquet", "csv"):
+    for key in ("recall@10", "recall@100", "topic_match@10", "topic_match@100"):
+      assert abs(metrics[name][key] - metrics["movielens"][key]) <= 0.01, (name, key, metrics)
+  assert metrics["movielens"]["recall@100"] > 0.5  # it did learn something
