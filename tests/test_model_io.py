@@ -20,9 +20,9 @@ def test_reload_gives_the_same_embeddings(tmp_path, monkeypatch):
   trained = {}
   original_evaluate = train.exact.evaluate
 
-  def keep_model(model, prepared, seed):
+  def keep_model(model, prepared, seed, **kwargs):
     trained["model"], trained["prepared"] = model, prepared
-    return original_evaluate(model, prepared, seed)
+    return original_evaluate(model, prepared, seed, **kwargs)
 
   monkeypatch.setattr(train.exact, "evaluate", keep_model)
   train.train_and_evaluate(config, data)

@@ -11,7 +11,7 @@ per-query metrics of `tfcr.metrics.per_query` averaged over queries:
 * filtered_recall@k: recall when only items having the condition are ranked.
 """
 
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -67,10 +67,13 @@ def exact_top_rows(model, prepared: PreparedData, queries: Queries, k: int,
 
 
 def evaluate(model, prepared: PreparedData, seed: int,
-             ks: Sequence[int] = RECALL_KS) -> Dict[str, float]:
+             ks: Sequence[int] = RECALL_KS,
+             queries: Optional[Queries] = None) -> Dict[str, float]:
   """Scores every item for every test query; returns the metrics of the module docstring
-  plus num_test_queries and num_skipped_queries (held-out items without a condition)."""
-  queries = build_queries(prepared, seed)
+  plus num_test_queries and num_skipped_queries (held-out items without a condition).
+  queries: `build_queries(prepared, seed)`, when the caller has built them already."""
+  if queries is None:
+    queries = build_queries(prepared, seed)
   max_k = max(max(ks), max(TOPIC_MATCH_KS), FILTERED_K)
   top, filtered_top = exact_top_rows(model, prepared, queries, max_k, FILTERED_K)
   positions = per_query.hit_positions(top, queries.targets)

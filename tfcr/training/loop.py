@@ -28,9 +28,13 @@ from tfcr.training.model_dir import ModelDir, Vocabularies
 
 
 def load_data(data: Union[RecData, DataSource],
-              log: Optional[Callable[[str], None]] = None):
+              log: Optional[Callable[[str], None]] = None,
+              fingerprint: Optional[DataFingerprint] = None):
   """(RecData, fingerprint): `data` as given, or loaded from a DataSource (whose spec the
-  fingerprint then records, so later commands can load the same data)."""
+  fingerprint then records, so later commands can load the same data). A RecData's
+  `fingerprint`, when the caller has it, is used as it is (no second hashing)."""
+  if isinstance(data, RecData) and fingerprint is not None:
+    return data, fingerprint
   if isinstance(data, DataSource):
     source = data.resolved()
     loaded = source.load(log=log)
@@ -66,11 +70,10 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
   data and DataUnavailableError when data cannot be had, before writing anything.
   """
   config.resolved()  # bad settings fail before any data is loaded
-  if fingerprint is None or not isinstance(data, RecData):
-    data, fingerprint = load_data(data)
+  data, fingerprint = load_data(data, fingerprint=fingerprint)
   config = config.for_data(data)
   prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
-  build_queries(prepared, config.seed)  # raises DataError when there is nothing to test
+  queries = build_queries(prepared, config.seed)  # DataError when there is nothing to test
   num_train = len(prepared.train)
   if config.batch_size > num_train:
     raise ConfigError(f"batch_size={config.batch_size} is larger than the "
@@ -110,7 +113,7 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
               callbacks=[_EpochCheckpoint(manager, epoch_var, seconds_var),
                          tf.keras.callbacks.TensorBoard(model_dir.log_dir)])
 
-  metrics = exact.evaluate(model, prepared, seed=config.seed)
+  metrics = exact.evaluate(model, prepared, seed=config.seed, queries=queries)
   train_seconds = float(seconds_var.numpy())
   metrics["train_seconds"] = train_seconds
   metrics["examples_per_second"] = (steps * config.batch_size * config.epochs / train_seconds

@@ -38,8 +38,7 @@ def ensure_trained(config: TrainConfig, data: Union[RecData, DataSource],
   A run on other data is refused (ConfigError naming what differs) unless `retrain`.
   fingerprint: of `data` (a RecData), when the caller has it (it records the source).
   """
-  if fingerprint is None or not isinstance(data, RecData):
-    data, fingerprint = load_data(data, log=log)
+  data, fingerprint = load_data(data, log=log, fingerprint=fingerprint)
   config = config.for_data(data)
   model_dir = ModelDir(config.model_dir)
   if not retrain:
