@@ -68,12 +68,11 @@ import tensorflow_recommenders as tfrs
 from tfcr.data.prepare import PreparedData, prepare
 from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
-from tfcr.models.factory import build_model, fill_tables
+from tfcr.models.factory import build_model, fill_tables_from, model_sizes
 from tfcr.models.retrieval import RetrievalModel
 from tfcr.models.towers import QueryTower
 from tfcr.training.config import TrainConfig
 from tfcr.training.input_pipeline import training_dataset
-from tfcr.training.model_dir import Vocabularies
 from tfcr.utils.machine import machine_line
 
 _DEFAULTS = TrainConfig()
@@ -133,9 +132,7 @@ def tfcr_dataset(config: TrainConfig, prepared: PreparedData, steps: int,
 
 def built_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
   """The CR or LR model with its lookup tables filled, as train_and_evaluate builds it."""
-  sizes = Vocabularies.from_prepared(prepared).model_sizes()
-  return fill_tables(build_model(config, sizes), prepared.user_feature_table,
-                     prepared.conditions)
+  return fill_tables_from(build_model(config, model_sizes(prepared)), prepared)
 
 
 def tfcr_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
@@ -265,11 +262,12 @@ class _MergedFeatureQueryTower(QueryTower):
     sizes = self.user_feature_vocab_sizes
     self.feature_offsets = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int32)
     self.merged_features = tf.keras.layers.Embedding(sum(sizes), self.feature_embedding_dim)
-    self.feature_embeddings = []
 
   def call(self, inputs):
     user = tf.cast(inputs["user"], tf.int32)
-    features = self.merged_features(self.user_features(user) + self.feature_offsets)
+    # Single-valued features only (width 1 each): the ids of the feature table itself.
+    features = self.merged_features(tf.maximum(self.user_features.table(user), 0)
+                                    + self.feature_offsets)
     parts = [self.user_embedding(user),
              tf.reshape(features, [-1, features.shape[1] * features.shape[2]])]
     if self.condition_embedding is not None:

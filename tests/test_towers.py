@@ -34,7 +34,7 @@ def test_query_tower_user_features_and_unknown_user():
   tower({"user": tf.constant([0])})
   tower.user_features.assign_table([[0], [2], [1]])  # row 0 is the unknown user
   tower.user_embedding.set_weights([np.array([[0], [1], [2]], np.float32)])
-  tower.feature_embeddings[0].set_weights([np.array([[0], [10], [20]], np.float32)])
+  tower.user_features.embeddings[0].set_weights([np.array([[0], [10], [20]], np.float32)])
   _set_dense(tower.crossing.layers[-1], [[1], [1]], [0])
   out = tower({"user": tf.constant([0, 1, 2])})
   # unknown: 0 + feature 0 (0); user 1: 1 + feature 2 (20); user 2: 2 + feature 1 (10)

@@ -18,7 +18,8 @@ from tfcr.training.config import TrainConfig
 # TrainConfig fields set by define_training's flags.
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
-                   "extra_negatives", "min_rating", "test_per_user")
+                   "extra_negatives", "min_rating", "test_per_user", "user_features",
+                   "item_features", "max_vocabulary", "hash_buckets")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -109,6 +110,23 @@ def define_training(help_suffix: str = ".") -> None:
   flags.DEFINE_integer("test_per_user", defaults.test_per_user,
                        "Each user's last N interactions in time are held out for evaluation"
                        + help_suffix)
+  flags.DEFINE_list("user_features", None,
+                    "User columns the query tower reads, comma-separated: categorical, "
+                    "multi-valued, or numeric (bucketized by quantiles). Default: all of "
+                    "the users table's (MovieLens: age_group, gender, occupation, zip3); "
+                    "empty: none" + help_suffix)
+  flags.DEFINE_list("item_features", [],
+                    "Item columns the candidate tower reads besides the condition feature, "
+                    "comma-separated (categorical, multi-valued, numeric); items without "
+                    "training interactions are embedded from them (cold start)"
+                    + help_suffix)
+  flags.DEFINE_integer("max_vocabulary", defaults.max_vocabulary,
+                       "Keep an id-embedding row only for the N users and N items with the "
+                       "most training interactions; the rest share --hash_buckets hashed "
+                       "rows (default N/10). 0: every id its own row" + help_suffix)
+  flags.DEFINE_integer("hash_buckets", defaults.hash_buckets,
+                       "Hashed id-embedding rows shared by the ids beyond --max_vocabulary, "
+                       "or by all ids when --max_vocabulary is 0. 0: off" + help_suffix)
 
 
 def data_source(seed: int) -> DataSource:
@@ -142,6 +160,9 @@ def training_values() -> Dict[str, Any]:
     ConfigError: --hidden_units holds something other than integers.
   """
   values = {name: flags.FLAGS[name].value for name in TRAINING_FIELDS}
+  values["item_features"] = tuple(values["item_features"] or ())
+  if values["user_features"] is not None:
+    values["user_features"] = tuple(values["user_features"])
   try:
     values["hidden_units"] = tuple(int(h) for h in values["hidden_units"])
   except ValueError:

@@ -21,7 +21,6 @@ from absl import logging
 import numpy as np
 
 from tfcr.comparison.baselines import PopularityIndex
-from tfcr.data.prepare import prepare
 from tfcr.data.schema import RecData
 from tfcr.data.sources import DataSource
 from tfcr.errors import ConfigError
@@ -31,7 +30,7 @@ from tfcr.metrics import per_query as metrics_lib
 from tfcr.metrics.bootstrap import Resamples, interval_of_samples
 from tfcr.metrics.queries import Queries, build_queries
 from tfcr.training.config import TrainConfig
-from tfcr.training.loop import load_data, train_and_evaluate
+from tfcr.training.loop import load_data, prepare_data, train_and_evaluate
 from tfcr.training.model_dir import ModelDir
 from tfcr.utils.machine import machine_description
 
@@ -299,7 +298,7 @@ def run_comparison(options: ComparisonOptions) -> dict:
   configs = resolve_configs(options, runs, data)
   config = configs["cr"]
   logging.info("Loaded %s (condition feature %r)", data.name, config.condition_feature)
-  prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
+  prepared = prepare_data(config, data)
   queries = build_queries(prepared, config.seed)
   _make_output_dir(options.output_dir)
   timings["load_data"] = time.perf_counter() - started

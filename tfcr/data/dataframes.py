@@ -4,7 +4,8 @@
     items:        one row per item: item_id, then attribute columns; any of them can be
                   the condition. A cell holds one value, a list of values, or a string
                   of values joined by `sep` ("Comedy|Drama"); empty/NaN means none.
-    users:        optional, one row per user: user_id, then categorical feature columns.
+    users:        optional, one row per user: user_id, then feature columns
+                  (categorical, multi-valued like the items', or numeric).
 
     data = from_dataframes(interactions, items, title="name")
     train_and_evaluate(TrainConfig(condition_feature="brand", model_dir=...), data=data)
@@ -45,6 +46,24 @@ def split_values(value, sep: Optional[str] = "|") -> list:
   text = str(value)
   parts = text.split(sep) if sep and isinstance(value, str) else [text]
   return [p.strip() for p in parts if p.strip()]
+
+
+def _is_numeric_column(column: pd.Series) -> bool:
+  return (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column))
+
+
+def _user_column(column: pd.Series, sep):
+  """A user feature column: numbers as [U] float64 (NaN: none), list cells or strings
+  holding `sep` as a MultiValued, anything else as [U] str ("" : none)."""
+  if _is_numeric_column(column):
+    return column.to_numpy(np.float64)
+  column_sep = sep.get(column.name, "|") if isinstance(sep, dict) else sep
+  cells = column.to_numpy(dtype=object)
+  multi = any(isinstance(v, (list, tuple, set, np.ndarray)) for v in cells) or bool(
+      column_sep and column.astype(str).str.contains(column_sep, regex=False).any())
+  if multi:
+    return MultiValued.from_lists([split_values(v, column_sep) for v in cells])
+  return column.fillna("").astype(str).to_numpy(dtype=object)
 
 
 def _id_column(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
@@ -107,7 +126,10 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
     column_sep = sep.get(column, "|") if isinstance(sep, dict) else sep
     features[str(column)] = MultiValued.from_lists(
         [split_values(v, column_sep) for v in items[column]])
-  metadata = {}
+  # Numeric attributes (a price, a year) are also kept as numbers: a candidate tower
+  # reads them bucketized by quantiles (tfcr.data.features).
+  metadata = {str(c): pd.to_numeric(items[c], errors="coerce").to_numpy(np.float64)
+              for c in attributes if _is_numeric_column(items[c])}
   if title:
     metadata["title"] = items[title].fillna("").astype(str).to_numpy(dtype=object)
   if year:
@@ -128,8 +150,7 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
     if missing:
       raise DataError(f"The users table has no {missing} column(s).")
     user_table = Users(user_id=all_ids[rows],
-                       features={str(c): users[c].fillna("").astype(str).to_numpy(dtype=object)
-                                 for c in columns})
+                       features={str(c): _user_column(users[c], sep) for c in columns})
 
   user_index = ids_lib.rows_of(user_table.user_id, inter_users)
   item_index = ids_lib.rows_of(item_ids, inter_items)
@@ -169,5 +190,7 @@ def to_dataframes(data: RecData):
       "timestamp": inter.timestamp, "rating": inter.rating})
   items = pd.DataFrame({"item_id": data.catalog.item_id, **data.catalog.metadata,
                         **{k: v.to_lists() for k, v in data.catalog.features.items()}})
-  users = pd.DataFrame({"user_id": data.users.user_id, **data.users.features})
+  users = pd.DataFrame({"user_id": data.users.user_id, **{
+      k: v.to_lists() if isinstance(v, MultiValued) else v
+      for k, v in data.users.features.items()}})
   return interactions, items, users

@@ -23,7 +23,7 @@ class DerivedFeature:
 
 def release_decade(catalog: Catalog) -> List[str]:
   """'1990s' from the `year` metadata; '' (no condition) when the year is unknown (<= 0)."""
-  years = np.asarray(catalog.metadata["year"], dtype=np.int64)
+  years = np.nan_to_num(np.asarray(catalog.metadata["year"], dtype=np.float64)).astype(np.int64)
   return [f"{int(year) // 10 * 10}s" if year > 0 else "" for year in years]
 
 

@@ -2,10 +2,12 @@
 
 Every source (MovieLens files, TFDS, the synthetic generator, DataFrames) produces a `RecData`:
 
-* `Users`: `user_id` [U] str and categorical `features` {name: [U] str}.
+* `Users`: `user_id` [U] str and `features` {name: [U] str (categorical), [U] numbers
+  (numeric), or `MultiValued`}, which the query tower can read.
 * `Catalog`: `item_id` [I] str, categorical, possibly multi-valued `features`
-  {name: `MultiValued`} such as genres (any of them can be the condition), and optional
-  display `metadata` {name: [I] values} such as a title or a year, which no model reads.
+  {name: `MultiValued`} such as genres (any of them can be the condition, and the
+  candidate tower can read them), and optional `metadata` {name: [I] values} such as a
+  title or a year: shown by clients; numeric ones can be candidate-tower features.
 * `Interactions`: `user_index` [N] int32 and `item_index` [N] int32 (row numbers in the
   user and item tables), `rating` [N] float32, `timestamp` [N] int64.
 
@@ -87,8 +89,9 @@ class Users:
 class Catalog:
   item_id: np.ndarray
   features: Dict[str, MultiValued] = dataclasses.field(default_factory=dict)
-  # Display metadata, e.g. {"title": [I] str, "year": [I] int}: shown by clients and
-  # usable by derived features (tfcr.data.derived), never fed to a model.
+  # Metadata, e.g. {"title": [I] str, "year": [I] int}: shown by clients, usable by
+  # derived features (tfcr.data.derived); a numeric one is a candidate-tower feature
+  # only when named in item_features (tfcr.data.features).
   metadata: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def __len__(self):
@@ -147,8 +150,9 @@ class RecData:
     if len(inter) and (inter.item_index.min() < 0 or inter.item_index.max() >= n_items):
       raise DataError(f"{self.name}: interactions reference items outside 0..{n_items - 1}")
     for name, column in self.users.features.items():
-      if len(column) != n_users:
-        raise DataError(f"{self.name}: user feature {name!r} has {len(column)} rows, "
+      rows = column.num_rows if isinstance(column, MultiValued) else len(column)
+      if rows != n_users:
+        raise DataError(f"{self.name}: user feature {name!r} has {rows} rows, "
                          f"expected {n_users}")
     for name, feature in self.catalog.features.items():
       if feature.num_rows != n_items:

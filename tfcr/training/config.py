@@ -32,6 +32,13 @@ class TrainConfig:
   seed: int = 42
   min_rating: Optional[float] = None
   test_per_user: int = 2
+  # Tower features (tfcr.data.features): user columns for the query tower (None: all of
+  # the users table's) and item columns for the candidate tower.
+  user_features: Optional[Tuple[str, ...]] = None
+  item_features: Tuple[str, ...] = ()
+  # Id-embedding rows (tfcr.data.id_rows): 0 = one row per id.
+  max_vocabulary: int = 0
+  hash_buckets: int = 0
   model_dir: str = ""
   verbose: int = 1
 
@@ -56,10 +63,16 @@ class TrainConfig:
       raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
     if any(h < 1 for h in self.hidden_units):
       raise ConfigError(f"hidden_units must be positive integers, got {self.hidden_units}.")
+    for name in ("max_vocabulary", "hash_buckets"):
+      if getattr(self, name) < 0:
+        raise ConfigError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}.")
     if not self.model_dir:
       raise ConfigError("model_dir is required: checkpoints, logs and metrics go there.")
     return dataclasses.replace(
         self, hidden_units=tuple(int(h) for h in self.hidden_units),
+        user_features=(None if self.user_features is None
+                       else tuple(str(f) for f in self.user_features)),
+        item_features=tuple(str(f) for f in self.item_features),
         model_dir=os.path.abspath(os.path.expanduser(self.model_dir)))
 
   def for_data(self, data: RecData) -> "TrainConfig":
@@ -81,8 +94,11 @@ class TrainConfig:
   def from_dict(cls, values: dict) -> "TrainConfig":
     known = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in values.items() if k in known}
-    if "hidden_units" in values:
-      values["hidden_units"] = tuple(values["hidden_units"])
+    for name in ("hidden_units", "item_features"):
+      if name in values:
+        values[name] = tuple(values[name])
+    if values.get("user_features") is not None:
+      values["user_features"] = tuple(values["user_features"])
     return cls(**values)
 
   def differences(self, other: "TrainConfig"):

@@ -15,13 +15,13 @@ from typing import Callable, Dict, Optional, Union
 import tensorflow as tf
 
 from tfcr.data.fingerprint import DataFingerprint
-from tfcr.data.prepare import prepare
+from tfcr.data.prepare import PreparedData, prepare
 from tfcr.data.schema import RecData
 from tfcr.data.sources import DataSource
 from tfcr.errors import ConfigError
 from tfcr.metrics import exact
 from tfcr.metrics.queries import build_queries
-from tfcr.models.factory import build_model, fill_tables
+from tfcr.models.factory import build_model, fill_tables_from
 from tfcr.training.config import TrainConfig
 from tfcr.training.input_pipeline import training_dataset
 from tfcr.training.model_dir import ModelDir, Vocabularies
@@ -42,6 +42,13 @@ def load_data(data: Union[RecData, DataSource],
   if not isinstance(data, RecData):
     raise TypeError(f"data must be a RecData or a DataSource, got {type(data).__name__}.")
   return data, DataFingerprint.of(data)
+
+
+def prepare_data(config: TrainConfig, data: RecData) -> PreparedData:
+  """`prepare` with the data settings of a config resolved for `data` (`for_data`)."""
+  return prepare(data, config.condition_feature, config.test_per_user, config.min_rating,
+                 user_features=config.user_features, item_features=config.item_features,
+                 max_vocabulary=config.max_vocabulary, hash_buckets=config.hash_buckets)
 
 
 class _EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -72,7 +79,7 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
   config.resolved()  # bad settings fail before any data is loaded
   data, fingerprint = load_data(data, fingerprint=fingerprint)
   config = config.for_data(data)
-  prepared = prepare(data, config.condition_feature, config.test_per_user, config.min_rating)
+  prepared = prepare_data(config, data)
   queries = build_queries(prepared, config.seed)  # DataError when there is nothing to test
   num_train = len(prepared.train)
   if config.batch_size > num_train:
@@ -84,8 +91,7 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
   model_dir.write_vocabularies(vocabularies)
 
   tf.keras.utils.set_random_seed(config.seed)
-  model = fill_tables(build_model(config, vocabularies.model_sizes()),
-                      prepared.user_feature_table, prepared.conditions)
+  model = fill_tables_from(build_model(config, vocabularies.model_sizes()), prepared)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
   seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tfcr.data.conditions import ItemConditions
 from tfcr.data.fingerprint import DataFingerprint
 from tfcr.errors import ConfigError
-from tfcr.models.factory import ModelSizes, build_model
+from tfcr.models.factory import ModelSizes, build_model, model_sizes
 from tfcr.training.config import TrainConfig
 from tfcr.utils.json_files import read_json, write_json_atomically
 
@@ -40,21 +40,47 @@ EXPORTS = "exports.json"
 @dataclasses.dataclass
 class Vocabularies:
   """user_ids [U] str; item_ids [I] str; user_feature_vocab_sizes [F] int;
-  conditions: the item -> condition ids table and the condition vocabulary."""
+  conditions: the item -> condition ids table and the condition vocabulary; the shapes
+  of the other tables (feature widths, the candidate tower's features, shared id rows),
+  which the checkpoint fills."""
   user_ids: np.ndarray
   item_ids: np.ndarray
   user_feature_vocab_sizes: np.ndarray
   conditions: ItemConditions
+  user_feature_widths: Optional[np.ndarray] = None
+  item_feature_vocab_sizes: np.ndarray = dataclasses.field(
+      default_factory=lambda: np.zeros([0], np.int64))
+  item_feature_widths: Optional[np.ndarray] = None
+  user_id_rows: int = 0
+  item_id_rows: int = 0
 
   @classmethod
   def from_prepared(cls, prepared) -> "Vocabularies":
+    sizes = model_sizes(prepared)
     return cls(prepared.data.users.user_id, prepared.data.catalog.item_id,
-               np.array([len(v) for v in prepared.user_feature_vocabularies], np.int64),
-               prepared.conditions)
+               np.array(sizes.user_feature_vocab_sizes, np.int64), prepared.conditions,
+               np.array(sizes.user_feature_widths, np.int64),
+               np.array(sizes.item_feature_vocab_sizes, np.int64),
+               np.array(sizes.item_feature_widths, np.int64),
+               sizes.user_id_rows, sizes.item_id_rows)
 
   def model_sizes(self) -> ModelSizes:
+    ints = lambda a: None if a is None else [int(v) for v in a]  # pylint: disable=unnecessary-lambda-assignment
     return ModelSizes(len(self.user_ids), len(self.item_ids),
-                      [int(v) for v in self.user_feature_vocab_sizes], self.conditions)
+                      ints(self.user_feature_vocab_sizes), self.conditions,
+                      user_feature_widths=ints(self.user_feature_widths),
+                      item_feature_vocab_sizes=ints(self.item_feature_vocab_sizes),
+                      item_feature_widths=ints(self.item_feature_widths),
+                      user_id_rows=int(self.user_id_rows), item_id_rows=int(self.item_id_rows))
+
+
+def _array_or_empty(values) -> np.ndarray:
+  return np.zeros([0], np.int64) if values is None else np.asarray(values, np.int64)
+
+
+def _widths(widths: np.ndarray, sizes: np.ndarray) -> Optional[np.ndarray]:
+  """Recorded widths, or None (one value per row) when none were recorded."""
+  return widths if len(widths) == len(sizes) else None
 
 
 class ModelDir:
@@ -130,6 +156,10 @@ class ModelDir:
     np.savez(temp, user_ids=vocabularies.user_ids.astype(str),
              item_ids=vocabularies.item_ids.astype(str),
              user_feature_vocab_sizes=vocabularies.user_feature_vocab_sizes,
+             user_feature_widths=_array_or_empty(vocabularies.user_feature_widths),
+             item_feature_vocab_sizes=_array_or_empty(vocabularies.item_feature_vocab_sizes),
+             item_feature_widths=_array_or_empty(vocabularies.item_feature_widths),
+             id_rows=np.array([vocabularies.user_id_rows, vocabularies.item_id_rows]),
              condition_feature=np.array(conditions.feature),
              condition_vocabulary=conditions.vocabulary.astype(str),
              condition_row_splits=conditions.row_splits, condition_ids=conditions.ids)
@@ -140,8 +170,15 @@ class ModelDir:
       conditions = ItemConditions(str(f["condition_feature"]),
                                   f["condition_vocabulary"].astype(object),
                                   f["condition_row_splits"], f["condition_ids"])
+      user_sizes = f["user_feature_vocab_sizes"]
+      item_sizes = f["item_feature_vocab_sizes"]
+      user_rows, item_rows = (int(v) for v in f["id_rows"])
       return Vocabularies(f["user_ids"].astype(object), f["item_ids"].astype(object),
-                          f["user_feature_vocab_sizes"], conditions)
+                          user_sizes, conditions,
+                          user_feature_widths=_widths(f["user_feature_widths"], user_sizes),
+                          item_feature_vocab_sizes=item_sizes,
+                          item_feature_widths=_widths(f["item_feature_widths"], item_sizes),
+                          user_id_rows=user_rows, item_id_rows=item_rows)
 
   # ---- metrics.json, exports.json, checkpoints ----
 
