@@ -47,7 +47,13 @@ CONDITION = "topics"
 
 
 def peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+  """This process's peak RSS. VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss
+  over exec, so a child would report its parent's (the data generator's) peak."""
+  with open("/proc/self/status", encoding="ascii") as status:
+    for line in status:
+      if line.startswith("VmHWM:"):
+        return int(line.split()[1]) * 1024
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def files_source(directory: str) -> DataSource:

@@ -30,6 +30,12 @@ def frames():
   inter = inter.rename(columns={"user_id": "uid", "item_id": "sku", "timestamp": "ts"})
   items = items.rename(columns={"item_id": "sku"}).drop(columns=["title", "year"])
   items["brand"] = [f"b{i % 4}" for i in range(len(items))]
+  items["price"] = np.round(np.linspace(1, 50, len(items)), 2)
+  # Three items nobody interacted with: they must still be served (cold start).
+  items = pd.concat([items, pd.DataFrame({"sku": ["new1", "new2", "new3"],
+                                          "topics": [["c00"], ["c01"], []],
+                                          "brand": ["b2"] * 3, "price": [5.0, 25.0, 45.0]})],
+                    ignore_index=True)
   users = users.rename(columns={"user_id": "uid"})
   return inter, items, users
 
@@ -164,6 +170,8 @@ def test_train_export_and_a_strict_query_on_a_new_condition_column(frames, tmp_p
                   f"--items={tables.items}", f"--users={tables.users}", "--user_column=uid",
                   "--item_column=sku", "--timestamp_column=ts", "--condition_feature=brand",
                   "--epochs=2", "--batch_size=64", "--embedding_dim=8", "--hidden_units=16",
+                  "--user_features=segment,region", "--item_features=topics,price",
+                  "--max_vocabulary=30", "--hash_buckets=5",
                   f"--model_dir={model_dir}", f"--export_dir={export_dir}",
                   "--export_index=brute_force", "--verbose=0")
   assert result.returncode == 0, result.stderr[-2000:]
@@ -177,12 +185,25 @@ def test_train_export_and_a_strict_query_on_a_new_condition_column(frames, tmp_p
   answer = client.recommend(str(frames[0]["uid"].iloc[0]), "b2", k=10, filter="strict")
   assert len(answer.items) == 10
   assert all(brand_of[r.item_id] == "b2" and r.condition_match for r in answer.items)
+  # Every b2 item, the three never interacted with included, is in the index; a user
+  # unknown to the model still gets them.
+  b2 = sorted(sku for sku, brand in brand_of.items() if brand == "b2")
+  for user in (str(frames[0]["uid"].iloc[0]), "someone-new"):
+    everything = client.recommend(user, "b2", k=len(b2), filter="strict")
+    assert sorted(r.item_id for r in everything.items) == b2
+  config = json.loads((model_dir / "config.json").read_text())
+  assert config["item_features"] == ["topics", "price"] and config["max_vocabulary"] == 30
 
 
 def test_binary_bad_input_is_one_line_and_writes_nothing(tmp_path):
   tables = _csv_tables(tmp_path, INTER, ITEMS)
   for extra, message in ((["--item_column=sku"], "no column 'sku'"),
                          (["--condition_feature=size"], "Unknown condition_feature='size'"),
+                         (["--condition_feature=color", "--item_features=size"],
+                          "Unknown item_features='size'; valid values: color"),
+                         (["--condition_feature=color", "--user_features=age"],
+                          "Unknown user_features='age'"),
+                         (["--hash_buckets=-3"], "hash_buckets must be >= 0"),
                          ([], "")):
     args = ["--dataset=files", f"--interactions={tables.interactions}",
             f"--model_dir={tmp_path / 'model'}", "--epochs=1", "--batch_size=2"]

@@ -10,7 +10,7 @@ tfcr.data.synthetic, in the layout `--dataset=files` reads, e.g.
 
   tfcr-train --dataset=files --interactions=data/synth/interactions \
       --items=data/synth/items.parquet --users=data/synth/users.parquet \
-      --condition_feature=topics --model_dir=runs/synth
+      --rating_column=rating --condition_feature=topics --model_dir=runs/synth
 """
 
 import os
