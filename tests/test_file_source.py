@@ -150,6 +150,26 @@ def test_interactions_with_unknown_items_are_dropped_or_refused(tmp_path):
     load_files(_csv_tables(tmp_path, none, ITEMS))
 
 
+@pytest.mark.parametrize("column, values, message", [
+    ("timestamp", ["mon", "tue", "wed", "thu"],
+     "inter.csv, column 'timestamp': holds neither integer seconds nor ISO-8601 times"),
+    ("user_id", ["u1", None, "u2", "u2"], "column 'user_id': 1 rows have no id"),
+])
+def test_columns_of_the_wrong_type_name_file_and_column(tmp_path, column, values, message):
+  with pytest.raises(DataError, match=message):
+    load_files(_csv_tables(tmp_path, INTER.assign(**{column: values}), ITEMS))
+
+
+def test_float_ids_are_refused(tmp_path):
+  # CSV ids are read as text; a Parquet file can hold float ids, which name nothing.
+  pq.write_table(pa.Table.from_pandas(INTER.assign(item_id=[1.5, 2.5, 3.5, 1.5])),
+                 tmp_path / "inter.parquet")
+  ITEMS.to_csv(tmp_path / "items.csv", index=False)
+  with pytest.raises(DataError, match="inter.parquet, column 'item_id': ids must be strings "
+                                      "or integers, not double"):
+    load_files(FileTables(str(tmp_path / "inter.parquet"), str(tmp_path / "items.csv")))
+
+
 def test_a_non_numeric_rating_column_is_refused(tmp_path):
   tables = _csv_tables(tmp_path, INTER.assign(stars=["x", "y", "z", "w"]), ITEMS,
                        rating_column="stars")
@@ -255,3 +275,14 @@ def test_movielens_as_files_trains_like_movielens(tmp_path_factory):
     for key in ("recall@10", "recall@100", "topic_match@10", "topic_match@100"):
       assert abs(metrics[name][key] - metrics["movielens"][key]) <= 0.01, (name, key, metrics)
   assert metrics["movielens"]["recall@100"] > 0.5  # it did learn something
+
+
+def test_a_year_column_gives_the_derived_decade(tmp_path):
+  from tfcr.data.prepare import prepare  # pylint: disable=g-import-not-at-top
+  items = ITEMS.assign(year=[1994, 2003, None])
+  data = load_files(_csv_tables(tmp_path, INTER, items))
+  prepared = prepare(data, "decade", test_per_user=1, item_features=["year"])
+  assert prepared.data.catalog.features["decade"].to_lists() == [["1990s"], ["2000s"], []]
+  # ...and the year itself is a numeric candidate-tower feature (unknown: no value).
+  assert prepared.item_features[0].kind == "numeric"
+  assert prepared.item_features[0].table[2].tolist() == [-1]

@@ -39,7 +39,11 @@ def id_strings(column, where: str) -> pa.Array:
     raise DataError(f"{where}: ids must be strings or integers, not {column.type}.")
   if pa.types.is_dictionary(column.type):
     column = column.dictionary_decode()
-  return pc.cast(column, pa.string())
+  ids = pc.cast(column, pa.string())
+  empty = pc.sum(pc.equal(ids, "")).as_py() or 0
+  if empty:
+    raise DataError(f"{where}: {empty} rows have an empty id.")
+  return ids
 
 
 def to_numpy_strings(column: pa.Array) -> np.ndarray:

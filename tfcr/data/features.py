@@ -122,10 +122,11 @@ def user_columns(users: Users) -> Dict[str, Column]:
 
 def item_columns(catalog: Catalog) -> Dict[str, Column]:
   """The catalog's columns a candidate tower can read: its categorical features, and its
-  numeric metadata (e.g. a year or a price)."""
-  columns: Dict[str, Column] = {
-      name: values for name, values in catalog.metadata.items() if is_numeric(values)}
-  columns.update(catalog.features)
+  numeric metadata (e.g. a year or a price). A numeric column is also a categorical
+  feature (so it can be a condition); as a tower feature it is read as a number."""
+  columns: Dict[str, Column] = dict(catalog.features)
+  columns.update({name: values for name, values in catalog.metadata.items()
+                  if is_numeric(values)})
   return columns
 
 

@@ -110,7 +110,8 @@ def read_table(path: str, file_format: str = "", text_columns: Sequence[str] = (
         table = pa_csv.read_csv(
             shard, parse_options=pa_csv.ParseOptions(delimiter="\t" if kind == "tsv" else ","),
             convert_options=pa_csv.ConvertOptions(
-                column_types={c: pa.string() for c in text_columns}))
+                column_types={c: pa.string() for c in text_columns},
+                strings_can_be_null=True))  # an empty cell is a missing value
     except (OSError, pa.ArrowException) as e:
       first = (str(e).strip().splitlines() or [""])[0]
       raise DataError(f"{shard}: cannot read it as {kind} ({first}).") from None
