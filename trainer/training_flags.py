@@ -19,7 +19,7 @@ from tfcr.training.config import TrainConfig
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
                    "extra_negatives", "min_rating", "test_per_user", "user_features",
-                   "item_features", "max_vocabulary", "hash_buckets")
+                   "item_features", "max_vocabulary", "hash_buckets", "condition_dropout")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -104,6 +104,10 @@ def define_training(help_suffix: str = ".") -> None:
                        "Items drawn uniformly from the catalog per batch as extra negatives "
                        "(mixed negative sampling; the logQ correction uses the mixture)"
                        + help_suffix)
+  flags.DEFINE_float("condition_dropout", defaults.condition_dropout,
+                     "CR: share of training examples trained without their condition, so "
+                     "that one model also answers condition=\"\" (plain recommendations)"
+                     + help_suffix)
   flags.DEFINE_float("min_rating", None,
                      "Only ratings >= this are positives (default: all interactions)"
                      + help_suffix)

@@ -9,10 +9,14 @@ Condition ids used by the model:
 * 0 `OOV_TOKEN`: a value the model has never seen (only at serving time).
 * 1 `NONE_TOKEN`: "no condition": items without any value, and queries with condition "".
 * 2.. the feature's values, in vocabulary order.
+
+Several condition types can share one model (`condition_feature="genres,decade"`): the
+vocabulary is then the union of their values, each named "feature=value" (e.g.
+"genres=Comedy", "decade=1990s"), and a request names one value.
 """
 
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,6 +28,43 @@ NONE_TOKEN = "[NONE]"
 OOV_ID = 0
 NONE_ID = 1
 NUM_RESERVED = 2
+
+
+# "genres,decade": several condition types in one model.
+FEATURE_SEPARATOR = ","
+# A value of one of several condition types is named "feature=value" ("decade=1990s").
+VALUE_SEPARATOR = "="
+
+
+def feature_names(condition_feature: str) -> List[str]:
+  """The item features of a condition_feature setting: "genres" or "genres,decade"."""
+  names = [n.strip() for n in condition_feature.split(FEATURE_SEPARATOR)]
+  if not all(names):
+    raise ConfigError(f"Bad condition_feature={condition_feature!r}: name one item feature, "
+                      f"or several separated by {FEATURE_SEPARATOR!r}.")
+  if len(set(names)) < len(names):
+    raise ConfigError(f"condition_feature={condition_feature!r} names a feature twice.")
+  return names
+
+
+def union_of_features(catalog: Catalog, names: Sequence[str]) -> MultiValued:
+  """Each item's values of all `names`, namespaced ("decade=1990s"), in the order of
+  `names`: one condition vocabulary over several condition types, so a training example
+  samples uniformly among all of its item's values and a request names one of them."""
+  vocabularies, rows, codes, offset = [], [], [], 0
+  for name in names:
+    feature = catalog.features[name]
+    vocabularies.append(np.array([f"{name}{VALUE_SEPARATOR}{v}" for v in feature.vocabulary],
+                                 dtype=object))
+    rows.append(np.repeat(np.arange(feature.num_rows), feature.lengths()))
+    codes.append(feature.value_ids.astype(np.int64) + offset)
+    offset += len(feature.vocabulary)
+  rows, codes = np.concatenate(rows), np.concatenate(codes)
+  order = np.argsort(rows, kind="stable")  # grouped by item, each feature's values in order
+  counts = np.bincount(rows, minlength=len(catalog))
+  row_splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+  return MultiValued.from_codes(np.concatenate(vocabularies), row_splits,
+                                codes[order].astype(np.int32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +82,16 @@ class ItemConditions:
 
   @classmethod
   def from_catalog(cls, catalog: Catalog, feature: str) -> "ItemConditions":
-    if feature not in catalog.features:
-      raise ConfigError(f"Unknown condition_feature={feature!r}; valid values: "
-                        f"{', '.join(sorted(catalog.features)) or '(catalog has none)'}.")
-    return cls.from_multi_valued(feature, catalog.features[feature])
+    """The conditions of item feature `feature`, or of several ("genres,decade": see
+    `union_of_features`)."""
+    names = feature_names(feature)
+    for name in names:
+      if name not in catalog.features:
+        raise ConfigError(f"Unknown condition_feature={name!r}; valid values: "
+                          f"{', '.join(sorted(catalog.features)) or '(catalog has none)'}.")
+    if len(names) == 1:
+      return cls.from_multi_valued(feature, catalog.features[feature])
+    return cls.from_multi_valued(feature, union_of_features(catalog, names))
 
   @classmethod
   def from_multi_valued(cls, feature: str, values: MultiValued) -> "ItemConditions":

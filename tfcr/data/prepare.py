@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from tfcr.data import conditions as conditions_lib
 from tfcr.data import derived
 from tfcr.data import features as features_lib
 from tfcr.data import id_rows
@@ -85,8 +86,10 @@ def prepare(data: RecData, condition_feature: str, test_per_user: int = 2,
   on, before anything is written anywhere.
   """
   id_rows.validate(max_vocabulary, hash_buckets)
-  data = dataclasses.replace(data, catalog=derived.with_feature(data.catalog,
-                                                                condition_feature))
+  catalog = data.catalog
+  for name in conditions_lib.feature_names(condition_feature):
+    catalog = derived.with_feature(catalog, name)
+  data = dataclasses.replace(data, catalog=catalog)
   conditions = ItemConditions.from_catalog(data.catalog, condition_feature)
   available_users = features_lib.user_columns(data.users)
   user_names = features_lib.select_columns(available_users, user_features, "user_features")

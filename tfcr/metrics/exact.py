@@ -8,13 +8,17 @@ per-query metrics of `tfcr.metrics.per_query` averaged over queries:
 * recall@k: share of queries whose held-out item is in the top k;
 * topic_match@k: share of the top-k items having the query's condition (for LR, the
   condition the CR query would have used);
-* filtered_recall@k: recall when only items having the condition are ranked.
+* filtered_recall@k: recall when only items having the condition are ranked;
+* unconditional_recall@k (CR only): recall of the same queries asked with condition ""
+  (plain recommendations from a conditional model; compare with LR's recall@k).
 """
 
+import dataclasses
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from tfcr.data.conditions import NONE_ID
 from tfcr.data.prepare import PreparedData
 from tfcr.metrics import per_query
 from tfcr.metrics.queries import Queries, build_queries
@@ -23,6 +27,7 @@ from tfcr.models.embed import item_embeddings, query_embeddings
 RECALL_KS = (10, 50, 100)
 TOPIC_MATCH_KS = (10, 100)
 FILTERED_K = 100
+UNCONDITIONAL_KS = (10, 100)
 _SCORE_BUDGET = 1 << 25  # floats per scoring chunk: bounds memory on million-item catalogs
 
 
@@ -86,6 +91,14 @@ def evaluate(model, prepared: PreparedData, seed: int,
   filtered_positions = per_query.hit_positions(filtered_top, queries.targets)
   metrics[f"filtered_recall@{FILTERED_K}"] = float(
       per_query.recall_per_query(filtered_positions, FILTERED_K).mean())
+  if getattr(model, "conditional", False):
+    # The same queries asked without a condition (condition="", the NONE id): what a CR
+    # model gives as plain recommendations, to compare with LR's recall.
+    plain = dataclasses.replace(queries, conditions=np.full(len(queries), NONE_ID, np.int32))
+    plain_top, _ = exact_top_rows(model, prepared, plain, max(ks))
+    plain_positions = per_query.hit_positions(plain_top, queries.targets)
+    metrics.update({f"unconditional_recall@{k}": float(
+        per_query.recall_per_query(plain_positions, k).mean()) for k in UNCONDITIONAL_KS})
   metrics["num_test_queries"] = int(len(queries))
   metrics["num_skipped_queries"] = int(queries.num_skipped)
   return metrics

@@ -29,6 +29,9 @@ class TrainConfig:
   normalize_embeddings: bool = True
   temperature: float = 0.1
   extra_negatives: int = 0
+  # Share of training examples whose condition is replaced by "no condition" (CR only):
+  # one model then answers condition="" (plain recommendations) as well as conditions.
+  condition_dropout: float = 0.0
   seed: int = 42
   min_rating: Optional[float] = None
   test_per_user: int = 2
@@ -59,6 +62,8 @@ class TrainConfig:
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
     if self.extra_negatives < 0:
       raise ConfigError(f"extra_negatives must be >= 0, got {self.extra_negatives}.")
+    if not 0 <= self.condition_dropout < 1:
+      raise ConfigError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}.")
     if not self.temperature > 0:
       raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
     if any(h < 1 for h in self.hidden_units):

@@ -10,18 +10,20 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfcr.data.conditions import ItemConditions
+from tfcr.data.conditions import NONE_ID, ItemConditions
 
 
 def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
                      item_probability: np.ndarray, conditions: Optional[ItemConditions],
                      batch_size: int, seed: int, first_epoch: int,
-                     epochs: int, extra_negatives: int = 0) -> tf.data.Dataset:
+                     epochs: int, extra_negatives: int = 0,
+                     condition_dropout: float = 0.0) -> tf.data.Dataset:
   """Batches for epochs first_epoch..epochs-1, steps_per_epoch = N // batch_size each.
 
   Yields {"user": [B] int32 (user row + 1, 0 is reserved for unknown users),
           "item": [B] int32, "sampling_probability": [B] float32,
-          "condition": [B] int32 (only when `conditions` is given),
+          "condition": [B] int32 (only when `conditions` is given; with
+            condition_dropout P, each is NONE with probability P),
           "extra_items": [extra_negatives] int32, items drawn uniformly from the catalog,
           "extra_probability": [extra_negatives] float32, their training-data share
             (both only when extra_negatives > 0)}.
@@ -56,6 +58,11 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
       count = tf.gather(row_splits, item + 1) - start
       offset = tf.minimum(tf.cast(uniform * tf.cast(count, tf.float64), tf.int64), count - 1)
       batch["condition"] = tf.gather(condition_ids, start + offset)
+      if condition_dropout:
+        dropped = tf.random.stateless_uniform(
+            [batch_size], seed=tf.stack([tf.constant(seed + 3, tf.int64),
+                                         epoch * steps + step])) < condition_dropout
+        batch["condition"] = tf.where(dropped, NONE_ID, batch["condition"])
     if extra_negatives:
       batch["extra_items"] = tf.random.stateless_uniform(
           [extra_negatives], seed=tf.stack([tf.constant(seed + 2, tf.int64),
