@@ -139,3 +139,21 @@ def test_extra_negatives_use_the_mixture_probability():
                         rtol=1e-3)
   assert not np.isclose(loss, numpy_loss(queries, candidates[:3], share[items], items),
                         rtol=1e-3)
+
+
+def test_the_mixture_is_the_expected_count_per_batch_by_simulation():
+  # logQ must subtract log(expected occurrences of item j in a batch's candidates):
+  # B in-batch items drawn by popularity and B' uniform ones give B * Q_j + B' / N. Count
+  # them over simulated batches; the loss's mixture (B * Q_j + B' / N) / (B + B') is that
+  # count up to a constant, which a softmax ignores.
+  rng = np.random.default_rng(0)
+  share = np.array([0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+  batches, batch, extra = 200_000, 3, 2
+  popular = rng.choice(6, size=(batches, batch), p=share)
+  uniform = rng.integers(0, 6, size=(batches, extra))
+  counts = (np.bincount(popular.ravel(), minlength=6)
+            + np.bincount(uniform.ravel(), minlength=6)) / batches
+  mixture = (batch * share + extra / 6) / (batch + extra)
+  np.testing.assert_allclose(counts, mixture * (batch + extra), atol=0.01)
+  # The plain popularity probability is off by more than a quarter for the tail items.
+  assert np.abs(counts / (share * (batch + extra)) - 1).max() > 0.25
