@@ -113,6 +113,7 @@ def stage_train(args) -> dict:
   from tfcr.models.factory import build_model, fill_tables_from, model_sizes  # pylint: disable=g-import-not-at-top
   from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
   from tfcr.training.input_pipeline import training_dataset  # pylint: disable=g-import-not-at-top
+  from tfcr.training.optimizers import make_optimizer  # pylint: disable=g-import-not-at-top
   from tfcr.training.model_dir import ModelDir, Vocabularies  # pylint: disable=g-import-not-at-top
 
   source = files_source(args.directory).resolved()
@@ -125,12 +126,12 @@ def stage_train(args) -> dict:
                             getattr(prepared["in_memory"].train, f))
              for f in ("user_index", "item_index", "timestamp"))
   config = TrainConfig(model="cr", condition_feature=CONDITION, batch_size=args.batch_size,
-                       model_dir=args.model_dir, max_vocabulary=args.max_vocabulary
-                       ).resolved()
+                       model_dir=args.model_dir, max_vocabulary=args.max_vocabulary,
+                       optimizer=args.optimizer).resolved()
   tf.keras.utils.set_random_seed(config.seed)
   model = fill_tables_from(build_model(config, model_sizes(prepared["files"])),
                            prepared["files"])
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
   total = args.warmup_steps + args.rounds * args.steps
   iterators = {}
   for name, p in prepared.items():
@@ -176,9 +177,12 @@ def main():
   p.add_argument("--max_vocabulary", type=int, default=0,
                  help="TrainConfig.max_vocabulary of the prepared data and the model.")
   p.add_argument("--batch_size", type=int, default=1024)
-  p.add_argument("--steps", type=int, default=100, help="Batches per timed round.")
+  p.add_argument("--optimizer", default="lazy_adam",
+                 help="TrainConfig.optimizer; adam updates every row of the 1M-row tables "
+                      "each step.")
+  p.add_argument("--steps", type=int, default=30, help="Batches per timed round.")
   p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--warmup_steps", type=int, default=10)
+  p.add_argument("--warmup_steps", type=int, default=5)
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--skip_export", action="store_true")
   p.add_argument("--workdir", default=None, help="Default: a temporary folder, removed.")
@@ -220,10 +224,11 @@ def main():
     train = _child("train", args, [f"--model_dir={args.model_dir}",
                                    f"--batch_size={args.batch_size}",
                                    f"--steps={args.steps}", f"--rounds={args.rounds}",
-                                   f"--warmup_steps={args.warmup_steps}"])
+                                   f"--warmup_steps={args.warmup_steps}",
+                                   f"--optimizer={args.optimizer}"])
     rate = train["examples_per_second"]
-    print(f"training, one CR model, alternating rounds of {args.steps} batches of "
-          f"{args.batch_size} (median of {args.rounds}): files {rate['files']:.0f} "
+    print(f"training ({args.optimizer}), one CR model, alternating rounds of {args.steps} "
+          f"batches of {args.batch_size} (median of {args.rounds}): files {rate['files']:.0f} "
           f"examples/s, in-memory synthetic {rate['in_memory']:.0f} examples/s, ratio "
           f"{rate['files'] / rate['in_memory']:.2f}x (target >= 0.9); same training rows: "
           f"{train['same_training_rows']}", flush=True)

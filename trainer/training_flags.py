@@ -13,13 +13,14 @@ from tfcr.data.files import FORMATS, FileTables
 from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
-from tfcr.training.config import TrainConfig
+from tfcr.training.config import OPTIMIZERS, TrainConfig
 
 # TrainConfig fields set by define_training's flags.
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
                    "extra_negatives", "min_rating", "test_per_user", "user_features",
-                   "item_features", "max_vocabulary", "hash_buckets", "condition_dropout")
+                   "item_features", "max_vocabulary", "hash_buckets", "condition_dropout",
+                   "optimizer")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -94,7 +95,10 @@ def define_training(help_suffix: str = ".") -> None:
                        "Examples per batch; the other items of a batch are the negatives"
                        + help_suffix)
   flags.DEFINE_float("learning_rate", defaults.learning_rate,
-                     "Adam learning rate" + help_suffix)
+                     "The optimizer's learning rate" + help_suffix)
+  flags.DEFINE_enum("optimizer", defaults.optimizer, list(OPTIMIZERS),
+                    "adam; lazy_adam (Adam on the id rows a batch touches only: much "
+                    "faster with millions of users or items); adagrad" + help_suffix)
   flags.DEFINE_bool("normalize_embeddings", defaults.normalize_embeddings,
                     "L2-normalise both towers' outputs (cosine scores); pair with a small "
                     "--temperature" + help_suffix)

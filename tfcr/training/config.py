@@ -16,6 +16,10 @@ from tfcr.errors import ConfigError
 from tfcr.models import MODELS
 
 
+# tfcr.training.optimizers builds them; named here, where no TensorFlow is imported.
+OPTIMIZERS = ("adam", "lazy_adam", "adagrad")
+
+
 @dataclasses.dataclass
 class TrainConfig:
   """Everything that determines a training run (trainer/train.py has the flags)."""
@@ -26,6 +30,7 @@ class TrainConfig:
   epochs: int = 20
   batch_size: int = 1024
   learning_rate: float = 0.01
+  optimizer: str = "adam"  # tfcr.training.optimizers: lazy_adam for million-row id tables
   normalize_embeddings: bool = True
   temperature: float = 0.1
   extra_negatives: int = 0
@@ -58,6 +63,9 @@ class TrainConfig:
     for name, value in positive.items():
       if value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value}.")
+    if self.optimizer not in OPTIMIZERS:
+      raise ConfigError(f"Unknown optimizer={self.optimizer!r}; valid values: "
+                        f"{', '.join(OPTIMIZERS)}.")
     if not self.learning_rate > 0:
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
     if self.extra_negatives < 0:

@@ -24,6 +24,7 @@ from tfcr.metrics.queries import build_queries
 from tfcr.models.factory import build_model, fill_tables_from
 from tfcr.training.config import TrainConfig
 from tfcr.training.input_pipeline import training_dataset
+from tfcr.training.optimizers import make_optimizer
 from tfcr.training.model_dir import ModelDir, Vocabularies
 
 
@@ -92,7 +93,7 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
 
   tf.keras.utils.set_random_seed(config.seed)
   model = fill_tables_from(build_model(config, vocabularies.model_sizes()), prepared)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
   epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
   seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
