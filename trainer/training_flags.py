@@ -20,7 +20,7 @@ TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
                    "extra_negatives", "min_rating", "test_per_user", "user_features",
                    "item_features", "max_vocabulary", "hash_buckets", "condition_dropout",
-                   "optimizer")
+                   "optimizer", "hard_negatives", "condition_loss_weight")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -112,6 +112,13 @@ def define_training(help_suffix: str = ".") -> None:
                      "CR: share of training examples trained without their condition, so "
                      "that one model also answers condition=\"\" (plain recommendations)"
                      + help_suffix)
+  flags.DEFINE_integer("hard_negatives", defaults.hard_negatives,
+                       "CR: per example, N extra negatives drawn from the items sharing its "
+                       "condition, scored against its own query only (logQ-corrected)"
+                       + help_suffix)
+  flags.DEFINE_float("condition_loss_weight", defaults.condition_loss_weight,
+                     "CR: weight of an auxiliary softmax loss pulling each conditional "
+                     "query towards a learned vector of its condition" + help_suffix)
   flags.DEFINE_float("min_rating", None,
                      "Only ratings >= this are positives (default: all interactions)"
                      + help_suffix)

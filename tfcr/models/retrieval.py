@@ -5,6 +5,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfcr.data.conditions import NUM_RESERVED
 from tfcr.models.towers import CandidateTower, QueryTower
 
 
@@ -12,7 +13,10 @@ class RetrievalModel(tfrs.models.Model):
   """Conditional (CR) or plain (LR) two-tower retrieval model.
 
   features: {"user": [B] int32, "item": [B] int32, "sampling_probability": [B] float32,
-             "condition": [B] int32 (CR only)}.
+             "condition": [B] int32 (CR only), and optionally extra negatives
+             ("extra_items", "extra_probability") and same-condition hard negatives
+             ("hard_items", "hard_probability", "hard_share"): see
+             tfcr.training.input_pipeline}.
 
   Loss: softmax over the batch's items, scores corrected by -log(sampling probability)
   so popular items are not over-penalised as negatives, and accidental hits (the same item
@@ -21,13 +25,23 @@ class RetrievalModel(tfrs.models.Model):
   """
 
   def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower,
-               temperature: Optional[float] = None):
+               temperature: Optional[float] = None, condition_loss_weight: float = 0.0):
     super().__init__()
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.conditional = query_tower.num_conditions > 0
     self.num_items = float(candidate_tower.num_items)
+    self.temperature = temperature
     self.task = tfrs.tasks.Retrieval(remove_accidental_hits=True, temperature=temperature)
+    self.condition_loss_weight = float(condition_loss_weight) if self.conditional else 0.0
+    self.condition_vectors = None
+    if self.condition_loss_weight:
+      # One vector per condition in the item space: the auxiliary loss pulls a
+      # conditional query towards its condition's vector (tfcr.models.condition_loss).
+      self.condition_vectors = self.add_weight(
+          name="condition_vectors",
+          shape=(query_tower.num_conditions, query_tower.embedding_dim),
+          initializer=tf.keras.initializers.RandomUniform(-0.05, 0.05))
 
   def query_inputs(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     inputs = {"user": features["user"]}
@@ -51,6 +65,55 @@ class RetrievalModel(tfrs.models.Model):
       probability = ((batch_size * probability + num_extra / self.num_items)
                      / (batch_size + num_extra))
     candidates = self.candidate_tower(items)
-    return self.task(query, candidates, candidate_sampling_probability=probability,
+    score_mask = None
+    if "hard_items" in features:
+      candidates, items, probability, score_mask = self._with_hard_negatives(
+          features, candidates, items, probability)
+    loss = self.task(query, candidates, candidate_sampling_probability=probability,
                      candidate_ids=items, compute_metrics=False,
-                     compute_batch_metrics=False)
+                     compute_batch_metrics=False, score_mask=score_mask)
+    if self.condition_vectors is not None:
+      loss += self.condition_loss_weight * condition_loss(
+          query, self.condition_vectors, features["condition"],
+          self.temperature or 1.0, normalize=self.query_tower.normalize)
+    return loss
+
+  def _with_hard_negatives(self, features, candidates, items, probability):
+    """Appends each example's same-condition negatives as columns only its own query
+    scores (the others' are masked). Their logQ is the expected count of the item among
+    that query's candidates, B·Q_j + B'/N from the shared candidates plus
+    n_hard / |pool| from its own draws, over the same (B + B') as the shared columns."""
+    hard = features["hard_items"]
+    batch = tf.shape(hard)[0]
+    per_example = tf.shape(hard)[1]
+    flat = tf.reshape(hard, [-1])
+    shared_count = tf.cast(tf.shape(items)[0], tf.float32)
+    batch_size = tf.cast(batch, tf.float32)
+    extra = shared_count - batch_size
+    hard_probability = (batch_size * tf.reshape(features["hard_probability"], [-1])
+                        + extra / self.num_items)
+    hard_probability += (tf.cast(per_example, tf.float32)
+                         * tf.reshape(features["hard_share"], [-1]))
+    hard_probability /= shared_count
+    owner = tf.repeat(tf.range(batch), per_example)
+    own = tf.equal(tf.range(batch)[:, None], owner[None, :])
+    mask = tf.concat([tf.ones([batch, tf.shape(items)[0]], tf.bool), own], axis=1)
+    return (tf.concat([candidates, self.candidate_tower(flat)], axis=0),
+            tf.concat([items, flat], axis=0),
+            tf.concat([probability, hard_probability], axis=0), mask)
+
+
+def condition_loss(query: tf.Tensor, condition_vectors: tf.Tensor, condition: tf.Tensor,
+                   temperature: float, normalize: bool) -> tf.Tensor:
+  """Summed softmax cross-entropy of each query's scores against every condition's vector
+  (divided by the temperature, cosines when the towers normalize), with its own condition
+  as the label; examples without a real condition (NONE, OOV) count zero. Summed, as the
+  retrieval loss is, so the weight means the same at any batch size."""
+  if normalize:
+    condition_vectors = tf.math.l2_normalize(condition_vectors, axis=-1)
+  logits = tf.matmul(query, condition_vectors, transpose_b=True) / temperature
+  condition = tf.cast(condition, tf.int32)
+  per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=condition,
+                                                               logits=logits)
+  real = tf.cast(condition >= NUM_RESERVED, per_example.dtype)
+  return tf.reduce_sum(per_example * real)

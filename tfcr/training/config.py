@@ -37,6 +37,10 @@ class TrainConfig:
   # Share of training examples whose condition is replaced by "no condition" (CR only):
   # one model then answers condition="" (plain recommendations) as well as conditions.
   condition_dropout: float = 0.0
+  # Per example, negatives drawn from the items sharing its condition (CR only).
+  hard_negatives: int = 0
+  # Weight of the auxiliary loss between a conditional query and its condition's vector.
+  condition_loss_weight: float = 0.0
   seed: int = 42
   min_rating: Optional[float] = None
   test_per_user: int = 2
@@ -70,6 +74,11 @@ class TrainConfig:
       raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
     if self.extra_negatives < 0:
       raise ConfigError(f"extra_negatives must be >= 0, got {self.extra_negatives}.")
+    if self.hard_negatives < 0:
+      raise ConfigError(f"hard_negatives must be >= 0, got {self.hard_negatives}.")
+    if self.condition_loss_weight < 0:
+      raise ConfigError(f"condition_loss_weight must be >= 0, got "
+                        f"{self.condition_loss_weight}.")
     if not 0 <= self.condition_dropout < 1:
       raise ConfigError(f"condition_dropout must be in [0, 1), got {self.condition_dropout}.")
     if not self.temperature > 0:

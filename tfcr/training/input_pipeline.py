@@ -11,13 +11,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfcr.data.conditions import NONE_ID, ItemConditions
+from tfcr.training import hard_negatives as hard_negatives_lib
 
 
 def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
                      item_probability: np.ndarray, conditions: Optional[ItemConditions],
                      batch_size: int, seed: int, first_epoch: int,
                      epochs: int, extra_negatives: int = 0,
-                     condition_dropout: float = 0.0) -> tf.data.Dataset:
+                     condition_dropout: float = 0.0,
+                     hard_negatives: int = 0) -> tf.data.Dataset:
   """Batches for epochs first_epoch..epochs-1, steps_per_epoch = N // batch_size each.
 
   Yields {"user": [B] int32 (user row + 1, 0 is reserved for unknown users),
@@ -26,7 +28,11 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
             condition_dropout P, each is NONE with probability P),
           "extra_items": [extra_negatives] int32, items drawn uniformly from the catalog,
           "extra_probability": [extra_negatives] float32, their training-data share
-            (both only when extra_negatives > 0)}.
+            (both only when extra_negatives > 0),
+          "hard_items": [B, hard_negatives] int32, items sharing each example's
+            condition, "hard_share": [B, hard_negatives] float32, 1 / the number of such
+            items, "hard_probability": their training-data share (only when
+            hard_negatives > 0 and `conditions` is given; tfcr.training.hard_negatives)}.
   The last partial batch of an epoch is dropped: in-batch softmax wants full batches.
   """
   num_examples = len(user_index)
@@ -38,6 +44,9 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
   if conditions is not None:
     row_splits = tf.constant(conditions.row_splits.astype(np.int64))
     condition_ids = tf.constant(conditions.ids.astype(np.int32))
+    if hard_negatives:
+      pool_splits, pool_items = (tf.constant(a)
+                                 for a in hard_negatives_lib.pools(conditions))
 
   def epoch_batches(epoch):
     order = tf.random.experimental.stateless_shuffle(
@@ -63,6 +72,11 @@ def training_dataset(user_index: np.ndarray, item_index: np.ndarray,
             [batch_size], seed=tf.stack([tf.constant(seed + 3, tf.int64),
                                          epoch * steps + step])) < condition_dropout
         batch["condition"] = tf.where(dropped, NONE_ID, batch["condition"])
+      if hard_negatives:
+        batch["hard_items"], batch["hard_share"] = hard_negatives_lib.sample(
+            pool_splits, pool_items, batch["condition"], hard_negatives,
+            seed=tf.stack([tf.constant(seed + 4, tf.int64), epoch * steps + step]))
+        batch["hard_probability"] = tf.gather(probability, batch["hard_items"])
     if extra_negatives:
       batch["extra_items"] = tf.random.stateless_uniform(
           [extra_negatives], seed=tf.stack([tf.constant(seed + 2, tf.int64),

@@ -114,7 +114,8 @@ def train_and_evaluate(config: TrainConfig, data: Union[RecData, DataSource],
                                prepared.item_probability, conditions, config.batch_size,
                                config.seed, first_epoch, config.epochs,
                                extra_negatives=config.extra_negatives,
-                               condition_dropout=config.condition_dropout)
+                               condition_dropout=config.condition_dropout,
+                               hard_negatives=config.hard_negatives)
     verbose = config.verbose if config.verbose != 1 or sys.stdout.isatty() else 2
     model.fit(dataset, epochs=config.epochs, initial_epoch=first_epoch,
               steps_per_epoch=steps, verbose=verbose,
