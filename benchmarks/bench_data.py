@@ -142,8 +142,11 @@ def stage_train(args) -> dict:
   rates = {name: [] for name in prepared}
   for name, iterator in iterators.items():  # warm-up: traces the train function
     model.fit(iterator, steps_per_epoch=args.warmup_steps, epochs=1, verbose=0)
-  for _ in range(args.rounds):
-    for name, iterator in iterators.items():
+  names = list(iterators)
+  for round_number in range(args.rounds):
+    # Alternate which source goes first, so neither always follows the other.
+    for name in (names if round_number % 2 == 0 else names[::-1]):
+      iterator = iterators[name]
       started = time.perf_counter()
       model.fit(iterator, steps_per_epoch=args.steps, epochs=1, verbose=0)
       rates[name].append(args.steps * config.batch_size / (time.perf_counter() - started))
@@ -181,7 +184,7 @@ def main():
                  help="TrainConfig.optimizer; adam updates every row of the 1M-row tables "
                       "each step.")
   p.add_argument("--steps", type=int, default=30, help="Batches per timed round.")
-  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--rounds", type=int, default=6)
   p.add_argument("--warmup_steps", type=int, default=5)
   p.add_argument("--seed", type=int, default=42)
   p.add_argument("--skip_export", action="store_true")
