@@ -14,11 +14,13 @@ from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
 from tfcr.training.config import TrainConfig
+from tfcr.training.distribution import STRATEGIES
 
 # TrainConfig fields set by define_training's flags.
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
-                   "extra_negatives", "min_rating", "test_per_user")
+                   "extra_negatives", "min_rating", "test_per_user",
+                   "distribution_strategy", "cross_replica_negatives")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -109,6 +111,15 @@ def define_training(help_suffix: str = ".") -> None:
   flags.DEFINE_integer("test_per_user", defaults.test_per_user,
                        "Each user's last N interactions in time are held out for evaluation"
                        + help_suffix)
+  flags.DEFINE_enum("distribution_strategy", defaults.distribution_strategy, list(STRATEGIES),
+                    "none: one device; mirrored: the devices of this machine; "
+                    "multi_worker_mirrored: the cluster of TF_CONFIG (run the same command "
+                    "on every worker; docs/distributed.md). --batch_size is the global "
+                    "batch" + help_suffix)
+  flags.DEFINE_bool("cross_replica_negatives", defaults.cross_replica_negatives,
+                    "Under a strategy, score every query against the candidates of all "
+                    "replicas (the global batch), not only its own replica's"
+                    + help_suffix)
 
 
 def data_source(seed: int) -> DataSource:

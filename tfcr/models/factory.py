@@ -44,7 +44,9 @@ def build_model(config, sizes: ModelSizes) -> RetrievalModel:
       max_conditions_per_item=conditions.max_per_item(),
       embedding_dim=config.embedding_dim, hidden_units=config.hidden_units,
       normalize=config.normalize_embeddings, name="candidate_tower")
-  return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature)
+  return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature,
+                        cross_replica_negatives=getattr(config, "cross_replica_negatives",
+                                                        True))
 
 
 def fill_tables(model: RetrievalModel, user_feature_table: np.ndarray,

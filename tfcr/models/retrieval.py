@@ -5,6 +5,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfcr.models.cross_replica import gather_candidates
 from tfcr.models.towers import CandidateTower, QueryTower
 
 
@@ -18,11 +19,18 @@ class RetrievalModel(tfrs.models.Model):
   so popular items are not over-penalised as negatives, and accidental hits (the same item
   elsewhere in the batch, common in CR where one item appears with several conditions)
   removed from the negatives. No full-corpus metrics during training: evaluation does that.
+
+  Under a tf.distribute strategy with `cross_replica_negatives` (the default), each
+  replica's queries score against the candidates of every replica (global in-batch
+  negatives, `tfcr.models.cross_replica`), so the loss summed over the replicas, which
+  is what Keras reports, and its gradient are those of one device on the global batch.
+  Without it each replica's softmax is over its own slice only (TFRS's behaviour).
   """
 
   def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower,
-               temperature: Optional[float] = None):
+               temperature: Optional[float] = None, cross_replica_negatives: bool = True):
     super().__init__()
+    self.cross_replica_negatives = cross_replica_negatives
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.conditional = query_tower.num_conditions > 0
@@ -51,6 +59,10 @@ class RetrievalModel(tfrs.models.Model):
       probability = ((batch_size * probability + num_extra / self.num_items)
                      / (batch_size + num_extra))
     candidates = self.candidate_tower(items)
+    if self.cross_replica_negatives:
+      # Every candidate this replica scores (in-batch and extra ones) is a negative for
+      # the other replicas' queries too; this replica's come first, on the diagonal.
+      candidates, items, probability = gather_candidates(candidates, items, probability)
     return self.task(query, candidates, candidate_sampling_probability=probability,
                      candidate_ids=items, compute_metrics=False,
                      compute_batch_metrics=False)

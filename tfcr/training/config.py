@@ -14,6 +14,7 @@ from tfcr.data.derived import derivable
 from tfcr.data.schema import RecData
 from tfcr.errors import ConfigError
 from tfcr.models import MODELS
+from tfcr.training.distribution import STRATEGIES
 
 
 @dataclasses.dataclass
@@ -34,10 +35,14 @@ class TrainConfig:
   test_per_user: int = 2
   model_dir: str = ""
   verbose: int = 1
+  # tf.distribute (tfcr.training.distribution); batch_size stays the global batch.
+  distribution_strategy: str = "none"
+  cross_replica_negatives: bool = True  # under a strategy: negatives of every replica
 
   # Fields that may differ when an interrupted run is resumed (they do not change
-  # what is being trained, only how long or where it is written/shown).
-  RESUMABLE_FIELDS = ("epochs", "model_dir", "verbose")
+  # what is being trained, only how long or where it is written/shown; every replica
+  # count trains on the same global batches).
+  RESUMABLE_FIELDS = ("epochs", "model_dir", "verbose", "distribution_strategy")
 
   def resolved(self) -> "TrainConfig":
     """Checks every field; raises ConfigError naming the first bad one."""
@@ -56,6 +61,9 @@ class TrainConfig:
       raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
     if any(h < 1 for h in self.hidden_units):
       raise ConfigError(f"hidden_units must be positive integers, got {self.hidden_units}.")
+    if self.distribution_strategy not in STRATEGIES:
+      raise ConfigError(f"Unknown distribution_strategy={self.distribution_strategy!r}; "
+                        f"valid values: {', '.join(STRATEGIES)}.")
     if not self.model_dir:
       raise ConfigError("model_dir is required: checkpoints, logs and metrics go there.")
     return dataclasses.replace(
