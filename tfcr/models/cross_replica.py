@@ -36,10 +36,20 @@ def gather_candidates(embeddings: tf.Tensor, ids: tf.Tensor, probability: tf.Ten
   context = tf.distribute.get_replica_context()
   # One all-gather per tensor: all_gather's gradient function stacks the gradients of
   # a structure's tensors, which fails for tensors of different ranks.
-  gathered = context.all_gather(embeddings, axis=0)
-  gathered_probability = context.all_gather(tf.stop_gradient(probability), axis=0)
-  gathered_ids = context.all_gather(ids, axis=0)
+  gathered = context.all_gather(_placed(embeddings), axis=0)
+  gathered_probability = context.all_gather(_placed(tf.stop_gradient(probability)), axis=0)
+  gathered_ids = context.all_gather(_placed(ids), axis=0)
   # all_gather orders the slices by replica id; rolling puts this replica's first.
   shift = -tf.cast(context.replica_id_in_sync_group, tf.int32) * tf.shape(ids)[0]
   return (tf.roll(gathered, shift, axis=0), tf.roll(gathered_ids, shift, axis=0),
           tf.roll(gathered_probability, shift, axis=0))
+
+
+def _placed(tensor: tf.Tensor) -> tf.Tensor:
+  """`tensor`, with a device. all_gather sends its result to its input's device, and
+  under MultiWorkerMirroredStrategy with one device per worker the replica's tensors
+  have none ("destinations can not be empty"): then it is the worker's one device."""
+  if tensor.device:
+    return tensor
+  with tf.device(tf.distribute.get_strategy().extended.worker_devices[0]):
+    return tf.identity(tensor)
