@@ -6,6 +6,7 @@ with --export_dir, `tfcr.export.exporter.export_servable` after it.
 
   tfcr-train --dataset=movielens-100k --model=cr --model_dir=runs/cr
   tfcr-train --flagfile=my.flags
+  TF_CONFIG=... tfcr-train --distribution_strategy=multi_worker_mirrored ...  (each worker)
 """
 
 import os
@@ -17,6 +18,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
+from tfcr.training.distribution import worker_role  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
@@ -60,7 +62,8 @@ def main(argv):
   source = training_flags.data_source(FLAGS.seed).resolved()
   export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir)) if FLAGS.export_dir else ""
   train_and_evaluate(config, source)
-  if export_dir:
+  # Under multi_worker_mirrored every worker runs this; the chief alone exports.
+  if export_dir and worker_role(config.distribution_strategy).is_chief:
     from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
     path = export_servable(config.model_dir, export_dir, index=FLAGS.export_index)
     if config.verbose:

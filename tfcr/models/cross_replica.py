@@ -36,13 +36,20 @@ def gather_candidates(embeddings: tf.Tensor, ids: tf.Tensor, probability: tf.Ten
   context = tf.distribute.get_replica_context()
   # One all-gather per tensor: all_gather's gradient function stacks the gradients of
   # a structure's tensors, which fails for tensors of different ranks.
-  gathered = context.all_gather(_placed(embeddings), axis=0)
-  gathered_probability = context.all_gather(_placed(tf.stop_gradient(probability)), axis=0)
-  gathered_ids = context.all_gather(_placed(ids), axis=0)
+  gathered = all_gather(embeddings)
+  gathered_probability = all_gather(tf.stop_gradient(probability))
+  gathered_ids = all_gather(ids)
   # all_gather orders the slices by replica id; rolling puts this replica's first.
   shift = -tf.cast(context.replica_id_in_sync_group, tf.int32) * tf.shape(ids)[0]
   return (tf.roll(gathered, shift, axis=0), tf.roll(gathered_ids, shift, axis=0),
           tf.roll(gathered_probability, shift, axis=0))
+
+
+def all_gather(tensor: tf.Tensor) -> tf.Tensor:
+  """Every replica's `tensor` concatenated along axis 0 in replica order (in replica
+  context). Its gradient: the upstream gradient summed over the replicas, each
+  replica's own rows of it."""
+  return tf.distribute.get_replica_context().all_gather(_placed(tensor), axis=0)
 
 
 def _placed(tensor: tf.Tensor) -> tf.Tensor:

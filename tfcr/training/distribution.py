@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Optional
 import tensorflow as tf
 
 from tfcr.errors import ConfigError
+from tfcr.models.cross_replica import all_gather
 
 STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 
@@ -126,3 +127,29 @@ def distribute(strategy: tf.distribute.Strategy,
                         local_replicas=local)
 
   return strategy.distribute_datasets_from_function(pipeline)
+
+
+def agreed_minimum(strategy: tf.distribute.Strategy, value: int) -> int:
+  """The smallest `value` any replica passes (every worker must call it): workers that
+  restart one after the other may have seen different last checkpoints."""
+  if strategy.num_replicas_in_sync == 1:
+    return value
+
+  @tf.function
+  def minimum():
+    return strategy.run(lambda: tf.reduce_min(all_gather(tf.constant([value], tf.int64))))
+
+  return int(strategy.experimental_local_results(minimum())[0])
+
+
+def agreed_checkpoint(strategy: tf.distribute.Strategy, checkpoint_dir: str
+                      ) -> Optional[str]:
+  """The latest checkpoint ("ckpt-<epoch>", tf.train.CheckpointManager's naming) of
+  checkpoint_dir, the oldest of those the workers see: one restarted while the chief
+  was saving its last checkpoint has the one before (the manager keeps two)."""
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  number = int(latest.rsplit("-", 1)[1]) if latest else 0
+  agreed = agreed_minimum(strategy, number)
+  if agreed == number:
+    return latest
+  return os.path.join(checkpoint_dir, f"ckpt-{agreed}") if agreed else None

@@ -128,7 +128,8 @@ def _train(config: TrainConfig, strategy: tf.distribute.Strategy, prepared, voca
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var,
                                    train_seconds=seconds_var)
   manager = tf.train.CheckpointManager(checkpoint, write_dir.checkpoint_dir, max_to_keep=2)
-  latest = model_dir.latest_checkpoint()  # the chief's: every worker resumes from it
+  # Every worker resumes from the same one of the chief's checkpoints.
+  latest = distribution.agreed_checkpoint(strategy, model_dir.checkpoint_dir)
   if latest:
     # Optimizer slots are created lazily; expect_partial tolerates that they are
     # restored on first use.
