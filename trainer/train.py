@@ -18,7 +18,6 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 from tfcr import cli  # pylint: disable=g-import-not-at-top
 from tfcr.index import INDEX_KINDS  # pylint: disable=g-import-not-at-top
 from tfcr.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
-from tfcr.training.distribution import worker_role  # pylint: disable=g-import-not-at-top
 from trainer import training_flags  # pylint: disable=g-import-not-at-top
 
 _DEFAULTS = TrainConfig()
@@ -57,6 +56,7 @@ def config_from_flags() -> TrainConfig:
 def main(argv):
   cli.reject_positional_arguments(argv)
   cli.quiet_logging_unless_asked()  # Keras prints the progress
+  from tfcr.training.distribution import worker_role  # pylint: disable=g-import-not-at-top
   from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   config = config_from_flags().resolved()
   source = training_flags.data_source(FLAGS.seed).resolved()

@@ -14,7 +14,7 @@ from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
 from tfcr.training.config import TrainConfig
-from tfcr.training.distribution import STRATEGIES
+from tfcr.training import STRATEGIES
 
 # TrainConfig fields set by define_training's flags.
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",

@@ -14,7 +14,7 @@ from tfcr.data.derived import derivable
 from tfcr.data.schema import RecData
 from tfcr.errors import ConfigError
 from tfcr.models import MODELS
-from tfcr.training.distribution import STRATEGIES
+from tfcr.training import STRATEGIES
 
 
 @dataclasses.dataclass

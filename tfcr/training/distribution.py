@@ -22,8 +22,7 @@ import tensorflow as tf
 
 from tfcr.errors import ConfigError
 from tfcr.models.cross_replica import all_gather
-
-STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+from tfcr.training import STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)
