@@ -16,8 +16,14 @@ with the same flags, seed and global --batch_size:
 Speed: the chief's TensorBoard epoch summaries carry their wall time; the median gap
 between consecutive epochs (the first epoch, which traces the step, left out) is the
 steady-state epoch time: examples/s = steps * batch / epoch time, ms/step = epoch time /
-steps (checkpoint writing at each epoch end included, as in a real run). The all-gather's
-cost per step is the 2-worker ms/step with global negatives minus the one without.
+steps (checkpoint writing at each epoch end included, as in a real run). Global negatives
+cost the 2-worker ms/step with them minus the one without: the all-gathers and each
+replica's twice larger [B / 2, B] score matrix (forward and backward).
+
+The all-gather alone: two processes on loopback run `gather_candidates` on a [B / 2,
+dim] embedding, its ids and probabilities, and the gradient back through it (a
+tf.function step, 20 warm-up steps, then --probe_steps timed), against the same step
+without the gather; the chief reports ms/step of both.
 
 Quality: each trained model is loaded from its model dir and evaluated exactly on the same
 test queries (`tfcr.metrics.exact`); recall@100 and topic_match@100 per query, with 95%
@@ -106,7 +112,8 @@ def epoch_seconds(model_dir):
   out (it includes tracing the train step and, with workers, setting up collectives)."""
   times = {}
   for path in glob.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*")):
-    for event in tf.compat.v1.train.summary_iterator(path):
+    for record in tf.data.TFRecordDataset(path):
+      event = tf.compat.v1.Event.FromString(record.numpy())
       for value in event.summary.value:
         if value.tag == "epoch_loss":
           times[event.step] = event.wall_time
@@ -122,6 +129,68 @@ def per_query_quality(model_dir, prepared, queries):
                                         prepared.conditions.membership())
   topic = per_query.topic_match_per_query(matches, top, K)
   return {f"recall@{K}": recall, f"topic_match@{K}": topic}
+
+
+def probe_worker(batch_size, dim, steps):
+  """One worker of the all-gather probe (the process's TF_CONFIG names its task): prints
+  {"gather_ms": ..., "local_ms": ...} per step on the chief."""
+  from tfcr.models.cross_replica import gather_candidates  # pylint: disable=g-import-not-at-top
+  from tfcr.training import distribution  # pylint: disable=g-import-not-at-top
+  strategy = distribution.make_strategy("multi_worker_mirrored")
+  local = batch_size // strategy.num_replicas_in_sync
+  weights = tf.random.stateless_normal([local, dim], seed=[1, 2])
+  ids = tf.range(local)
+  probability = tf.fill([local], 0.5)
+
+  def step(gather):
+    def replica_step():
+      with tf.GradientTape() as tape:
+        tape.watch(weights)
+        embeddings = weights * 1.0
+        if gather:
+          embeddings, gathered_ids, gathered_probability = gather_candidates(
+              embeddings, ids, probability)
+          embeddings += tf.cast(gathered_ids[:, None], tf.float32) * gathered_probability[:, None]
+        loss = tf.reduce_sum(tf.square(embeddings))
+      return tf.reduce_sum(tape.gradient(loss, weights))
+    return tf.function(lambda: strategy.run(replica_step))
+
+  result = {}
+  for name, gather in (("gather_ms", True), ("local_ms", False)):
+    run = step(gather)
+    for _ in range(20):
+      run()
+    started = time.perf_counter()
+    for _ in range(steps):
+      value = run()
+    strategy.experimental_local_results(value)[0].numpy()
+    result[name] = 1000 * (time.perf_counter() - started) / steps
+  if distribution.worker_role("multi_worker_mirrored").is_chief:
+    print(json.dumps(result), flush=True)
+
+
+def probe_all_gather(args, log_dir):
+  addresses = [f"127.0.0.1:{p}" for p in free_ports(2)]
+  processes = []
+  for index in range(2):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                    "task": {"type": "worker", "index": index}})}
+    processes.append(subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--probe_worker",
+         f"--batch_size={args.batch_size}", f"--embedding_dim={args.embedding_dim}",
+         f"--probe_steps={args.probe_steps}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+  outputs = [p.communicate()[0] for p in processes]
+  if any(p.returncode for p in processes):
+    raise SystemExit("the all-gather probe failed")
+  result = json.loads(outputs[0].strip().splitlines()[-1])
+  print(f"\n### all-gather probe: 2 workers, global batch {args.batch_size}, "
+        f"dim {args.embedding_dim}, {args.probe_steps} steps\n")
+  print("| step | ms/step |\n|---|---:|")
+  print(f"| gather_candidates + its gradient + a tiny loss | {result['gather_ms']:.2f} |")
+  print(f"| the same without the gather | {result['local_ms']:.2f} |")
+  print(f"| the gather's cost | {result['gather_ms'] - result['local_ms']:.2f} |", flush=True)
 
 
 def interval_text(interval):
@@ -180,8 +249,8 @@ def run_dataset(name, args, work_dir):
       diff = resamples.mean_difference(other["quality"][metric], results[0]["quality"][metric])
       print(f"- {other['label']} - 1 worker, {metric}: {interval_text(diff)} (paired)")
   gather_ms = 1000 * (results[1]["epoch_seconds"] - results[2]["epoch_seconds"]) / steps
-  print(f"- all-gather of the candidates (embeddings, ids, probabilities), 2 workers: "
-        f"{gather_ms:+.1f} ms/step (global - local negatives)\n", flush=True)
+  print(f"- global negatives' cost, 2 workers: {gather_ms:+.1f} ms/step (global - local "
+        f"negatives: the all-gathers and the larger score matrix)\n", flush=True)
 
 
 def main(argv=None):
@@ -199,14 +268,22 @@ def main(argv=None):
   p.add_argument("--synthetic_interactions", type=int, default=100_000)
   p.add_argument("--bootstrap_samples", type=int, default=1000)
   p.add_argument("--seed", type=int, default=42)
+  p.add_argument("--embedding_dim", type=int, default=64,
+                 help="Of the all-gather probe (the training runs use tfcr's default).")
+  p.add_argument("--probe_steps", type=int, default=200)
+  p.add_argument("--probe_worker", action="store_true", help=argparse.SUPPRESS)
   p.add_argument("--work_dir", default="",
                  help="Where the model dirs and logs go (default: a temp dir, removed).")
   args = p.parse_args(argv)
+  if args.probe_worker:
+    probe_worker(args.batch_size, args.embedding_dim, args.probe_steps)
+    return 0
   print(machine_line(), flush=True)
   work = args.work_dir or tempfile.mkdtemp(prefix="bench_distributed-")
   os.makedirs(work, exist_ok=True)
-  for name in args.datasets.split(","):
+  for name in filter(None, args.datasets.split(",")):
     run_dataset(name.strip(), args, work)
+  probe_all_gather(args, work)
   if not args.work_dir:
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(work, ignore_errors=True)
