@@ -11,7 +11,9 @@ computed three ways and written to the .npz named by argv[1]:
   local_*     2 replicas without the gather (TFRS's local softmax);
   fit_*       one `model.fit` step through tfcr's input pipeline and the strategy
               (Keras's own loss reduction and gradient aggregation, SGD at rate 1),
-              on one device and on 2 replicas: the reported loss and the new weights.
+              on one device and on 2 replicas: the reported loss and the new weights;
+  indivisible the ConfigError messages for a batch and extra negatives that do not
+              split over the 2 replicas.
 """
 
 import sys
@@ -26,6 +28,7 @@ tf.config.set_logical_device_configuration(
 # pylint: disable=wrong-import-position
 from tfcr.data.conditions import ItemConditions
 from tfcr.data.schema import MultiValued
+from tfcr.errors import ConfigError
 from tfcr.models.retrieval import RetrievalModel
 from tfcr.models.towers import CandidateTower, QueryTower
 from tfcr.training import distribution
@@ -143,7 +146,14 @@ def main(path):
   local_loss, local_grads = distributed_step(mirrored, weights, False)
   fit_single_loss, fit_single_weights = fit_step(tf.distribute.get_strategy(), weights)
   fit_mirrored_loss, fit_mirrored_weights = fit_step(mirrored, weights)
-  arrays = {"single_loss": single_loss, "gathered_loss": gathered_loss,
+  indivisible = []
+  for batch, extra in ((7, 0), (8, 3)):
+    try:
+      distribution.check_divisible(mirrored, batch, extra)
+    except ConfigError as e:
+      indivisible.append(str(e))
+  assert distribution.check_divisible(mirrored, 8, 4) == 2
+  arrays = {"indivisible": np.array(indivisible), "single_loss": single_loss, "gathered_loss": gathered_loss,
             "local_loss": local_loss, "fit_single_loss": fit_single_loss,
             "fit_mirrored_loss": fit_mirrored_loss, "names": np.array(names)}
   for i in range(len(names)):

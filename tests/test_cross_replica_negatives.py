@@ -76,3 +76,11 @@ def test_a_keras_fit_step_under_the_strategy_equals_one_on_a_single_device(resul
     moved += not np.allclose(single, results[f"initial_weight_{i}"])
     i += 1
   assert moved >= 8  # the step did update the trainable weights
+
+
+def test_a_batch_that_does_not_split_over_the_replicas_is_one_line(results):
+  assert list(results["indivisible"]) == [
+      "batch_size=7 must be a multiple of the 2 replicas of the strategy (it is global: "
+      "each replica takes 1/2).",
+      "extra_negatives=3 must be a multiple of the 2 replicas of the strategy (it is "
+      "global: each replica takes 1/2)."]
