@@ -3,11 +3,14 @@
 Trains (or resumes) the model of `config` on `data`, evaluates it exactly on the test
 queries and writes metrics.json; the model dir's layout is `tfcr.training.model_dir`'s.
 Re-running with the same model dir resumes from the last checkpoint, if the settings and
-the data are the same. Under tf.distribute (`config.distribution_strategy`) every worker
-calls it alike; the chief alone writes the model dir, evaluates and returns the metrics
-(the others return {}), and all of them resume from the chief's last checkpoint. Every argument is checked and the data is prepared before anything
+the data are the same. Every argument is checked and the data is prepared before anything
 is written, so a bad run leaves no half-written model dir behind. Exporting a servable is
 the caller's next step (`tfcr.export.exporter.export_servable`).
+
+Under tf.distribute (`config.distribution_strategy`, `tfcr.training.distribution`) every
+worker calls it alike: the chief alone writes the model dir, evaluates and returns the
+metrics (the others return {}), and all resume from the same one of the chief's
+checkpoints.
 """
 
 import sys
@@ -24,8 +27,8 @@ from tfcr.errors import ConfigError
 from tfcr.metrics import exact
 from tfcr.metrics.queries import build_queries
 from tfcr.models.factory import build_model, fill_tables
-from tfcr.training.config import TrainConfig
 from tfcr.training import distribution
+from tfcr.training.config import TrainConfig
 from tfcr.training.input_pipeline import training_dataset
 from tfcr.training.model_dir import ModelDir, Vocabularies
 
