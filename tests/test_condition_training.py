@@ -92,8 +92,9 @@ def test_hard_negative_pools_and_draws_stay_within_the_condition():
   splits, items = hard_negatives.pools(conditions)
   pool = {c: items[splits[c]:splits[c + 1]].tolist() for c in range(4)}
   assert pool == {0: [0, 1, 2, 3, 4], 1: [0, 1, 2, 3, 4], 2: [0, 1, 4], 3: [1, 2]}
+  uniform = tf.random.stateless_uniform([3, 200], seed=[1, 2], dtype=tf.float64)
   drawn, share = hard_negatives.sample(tf.constant(splits), tf.constant(items),
-                                       tf.constant([2, 3, 1]), 200, seed=tf.constant([1, 2]))
+                                       tf.constant([2, 3, 1]), uniform)
   drawn, share = drawn.numpy(), share.numpy()
   assert set(drawn[0]) == {0, 1, 4} and set(drawn[1]) == {1, 2} and len(set(drawn[2])) == 5
   np.testing.assert_allclose(share[:, 0], [1 / 3, 1 / 2, 1 / 5])

@@ -92,3 +92,30 @@ def test_extra_negatives_are_uniform_and_deterministic():
   for e, p in batches:
     np.testing.assert_allclose(p, probability[e])
   assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(batches, extra(5)))
+
+
+def _replica_batches(num_replicas, first_replica, local_replicas):
+  ds = training_dataset(np.arange(600) % 7, np.arange(600) % 3,
+                        np.array([0.5, 0.3, 0.2], np.float32), CONDITIONS, 100, 3, 0, 2,
+                        extra_negatives=8, num_replicas=num_replicas,
+                        first_replica=first_replica, local_replicas=local_replicas)
+  return [{k: v.numpy() for k, v in b.items()} for b in ds]
+
+
+def test_replica_slices_put_together_are_the_global_batches():
+  """Under tf.distribute each pipeline yields its replicas' slices: one pipeline per
+  replica (two workers) or one for both (two devices of one machine), the slices of a
+  step in replica order are the single-device batch, random draws included."""
+  whole = _replica_batches(1, 0, 1)
+  workers = [_replica_batches(2, r, 1) for r in (0, 1)]
+  both = _replica_batches(2, 0, 2)
+  assert len(whole) == 12 and len(workers[0]) == len(workers[1]) == 12
+  assert len(both) == 24
+  for step, batch in enumerate(whole):
+    for key, values in batch.items():
+      size = len(values) // 2
+      assert workers[0][step][key].shape == (size,)
+      np.testing.assert_array_equal(
+          np.concatenate([workers[0][step][key], workers[1][step][key]]), values, key)
+      np.testing.assert_array_equal(
+          np.concatenate([both[2 * step][key], both[2 * step + 1][key]]), values, key)

@@ -6,6 +6,7 @@ with --export_dir, `tfcr.export.exporter.export_servable` after it.
 
   tfcr-train --dataset=movielens-100k --model=cr --model_dir=runs/cr
   tfcr-train --flagfile=my.flags
+  TF_CONFIG=... tfcr-train --distribution_strategy=multi_worker_mirrored ...  (each worker)
 """
 
 import os
@@ -55,12 +56,14 @@ def config_from_flags() -> TrainConfig:
 def main(argv):
   cli.reject_positional_arguments(argv)
   cli.quiet_logging_unless_asked()  # Keras prints the progress
+  from tfcr.training.distribution import worker_role  # pylint: disable=g-import-not-at-top
   from tfcr.training.loop import train_and_evaluate  # pylint: disable=g-import-not-at-top
   config = config_from_flags().resolved()
   source = training_flags.data_source(FLAGS.seed).resolved()
   export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir)) if FLAGS.export_dir else ""
   train_and_evaluate(config, source)
-  if export_dir:
+  # Under multi_worker_mirrored every worker runs this; the chief alone exports.
+  if export_dir and worker_role(config.distribution_strategy).is_chief:
     from tfcr.export.exporter import export_servable  # pylint: disable=g-import-not-at-top
     path = export_servable(config.model_dir, export_dir, index=FLAGS.export_index)
     if config.verbose:

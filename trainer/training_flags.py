@@ -14,13 +14,15 @@ from tfcr.data.sources import DEFAULT_SYNTHETIC, DataSource
 from tfcr.data.synthetic import SyntheticConfig
 from tfcr.errors import ConfigError
 from tfcr.training.config import OPTIMIZERS, TrainConfig
+from tfcr.training import STRATEGIES
 
 # TrainConfig fields set by define_training's flags.
 TRAINING_FIELDS = ("condition_feature", "embedding_dim", "hidden_units", "epochs",
                    "batch_size", "learning_rate", "normalize_embeddings", "temperature",
                    "extra_negatives", "min_rating", "test_per_user", "user_features",
                    "item_features", "max_vocabulary", "hash_buckets", "condition_dropout",
-                   "optimizer", "hard_negatives", "condition_loss_weight")
+                   "optimizer", "hard_negatives", "condition_loss_weight",
+                   "distribution_strategy", "cross_replica_negatives")
 FILE_FLAGS = ("interactions", "items", "users", "file_format", "user_column", "item_column",
               "timestamp_column", "rating_column", "list_separator")
 DATA_FLAGS = ("dataset", "synthetic_users", "synthetic_items", "synthetic_conditions",
@@ -142,6 +144,15 @@ def define_training(help_suffix: str = ".") -> None:
   flags.DEFINE_integer("hash_buckets", defaults.hash_buckets,
                        "Hashed id-embedding rows shared by the ids beyond --max_vocabulary, "
                        "or by all ids when --max_vocabulary is 0. 0: off" + help_suffix)
+  flags.DEFINE_enum("distribution_strategy", defaults.distribution_strategy, list(STRATEGIES),
+                    "none: one device; mirrored: the devices of this machine; "
+                    "multi_worker_mirrored: the cluster of TF_CONFIG (run the same command "
+                    "on every worker; docs/distributed.md). --batch_size is the global "
+                    "batch" + help_suffix)
+  flags.DEFINE_bool("cross_replica_negatives", defaults.cross_replica_negatives,
+                    "Under a strategy, score every query against the candidates of all "
+                    "replicas (the global batch), not only its own replica's"
+                    + help_suffix)
 
 
 def data_source(seed: int) -> DataSource:

@@ -56,7 +56,9 @@ def build_model(config, sizes: ModelSizes) -> RetrievalModel:
       item_feature_widths=sizes.item_feature_widths, num_id_rows=sizes.item_id_rows,
       name="candidate_tower")
   return RetrievalModel(query_tower, candidate_tower, temperature=config.temperature,
-                        condition_loss_weight=getattr(config, "condition_loss_weight", 0.0))
+                        condition_loss_weight=getattr(config, "condition_loss_weight", 0.0),
+                        cross_replica_negatives=getattr(config, "cross_replica_negatives",
+                                                        True))
 
 
 def fill_tables(model: RetrievalModel, user_feature_table: np.ndarray,

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfcr.data.conditions import NUM_RESERVED
+from tfcr.models.cross_replica import gather_candidates
 from tfcr.models.towers import CandidateTower, QueryTower
 
 
@@ -22,11 +23,19 @@ class RetrievalModel(tfrs.models.Model):
   so popular items are not over-penalised as negatives, and accidental hits (the same item
   elsewhere in the batch, common in CR where one item appears with several conditions)
   removed from the negatives. No full-corpus metrics during training: evaluation does that.
+
+  Under a tf.distribute strategy with `cross_replica_negatives` (the default), each
+  replica's queries score against the candidates of every replica (global in-batch
+  negatives, `tfcr.models.cross_replica`), so the loss summed over the replicas, which
+  is what Keras reports, and its gradient are those of one device on the global batch.
+  Without it each replica's softmax is over its own slice only (TFRS's behaviour).
   """
 
   def __init__(self, query_tower: QueryTower, candidate_tower: CandidateTower,
-               temperature: Optional[float] = None, condition_loss_weight: float = 0.0):
+               temperature: Optional[float] = None, condition_loss_weight: float = 0.0,
+               cross_replica_negatives: bool = True):
     super().__init__()
+    self.cross_replica_negatives = cross_replica_negatives
     self.query_tower = query_tower
     self.candidate_tower = candidate_tower
     self.conditional = query_tower.num_conditions > 0
@@ -53,22 +62,27 @@ class RetrievalModel(tfrs.models.Model):
     query = self.query_tower(self.query_inputs(features))
     items = features["item"]
     probability = features["sampling_probability"]
+    batch_size = tf.cast(tf.shape(items)[0], tf.float32)
+    num_extra = tf.constant(0.0)
     if "extra_items" in features:
       # Mixed negative sampling: uniform extra negatives reach the tail items that
       # popularity-sampled in-batch negatives rarely show. Every candidate then comes
       # from the mixture of both proposals, so that is what logQ corrects for.
       extra = features["extra_items"]
-      batch_size = tf.cast(tf.shape(items)[0], tf.float32)
       num_extra = tf.cast(tf.shape(extra)[0], tf.float32)
       items = tf.concat([items, extra], axis=0)
       probability = tf.concat([probability, features["extra_probability"]], axis=0)
-      probability = ((batch_size * probability + num_extra / self.num_items)
-                     / (batch_size + num_extra))
+      probability = self._mixture(probability, batch_size, num_extra)
     candidates = self.candidate_tower(items)
+    if self.cross_replica_negatives:
+      # Every candidate this replica scores (in-batch and extra ones) is a negative for
+      # the other replicas' queries too; this replica's come first, on the diagonal.
+      candidates, items, probability = gather_candidates(candidates, items, probability)
     score_mask = None
     if "hard_items" in features:
+      # Each query's own negatives: after the gather, they are no other replica's.
       candidates, items, probability, score_mask = self._with_hard_negatives(
-          features, candidates, items, probability)
+          features, candidates, items, probability, batch_size, num_extra)
     loss = self.task(query, candidates, candidate_sampling_probability=probability,
                      candidate_ids=items, compute_metrics=False,
                      compute_batch_metrics=False, score_mask=score_mask)
@@ -78,23 +92,25 @@ class RetrievalModel(tfrs.models.Model):
           self.temperature or 1.0, normalize=self.query_tower.normalize)
     return loss
 
-  def _with_hard_negatives(self, features, candidates, items, probability):
+  def _mixture(self, share, batch_size, num_extra):
+    """An item's share of the batch's shared candidates: B popularity draws (its
+    training share) and B' uniform ones, (B·Q + B'/N) / (B + B')."""
+    return (batch_size * share + num_extra / self.num_items) / (batch_size + num_extra)
+
+  def _with_hard_negatives(self, features, candidates, items, probability, batch_size,
+                           num_extra):
     """Appends each example's same-condition negatives as columns only its own query
     scores (the others' are masked). Their logQ is the expected count of the item among
-    that query's candidates, B·Q_j + B'/N from the shared candidates plus
-    n_hard / |pool| from its own draws, over the same (B + B') as the shared columns."""
+    that query's candidates over the same total as the shared columns': its share of the
+    shared candidates, plus n_hard / |pool| from its own draws over their number."""
     hard = features["hard_items"]
-    batch = tf.shape(hard)[0]
-    per_example = tf.shape(hard)[1]
+    batch, per_example = tf.shape(hard)[0], tf.shape(hard)[1]
     flat = tf.reshape(hard, [-1])
-    shared_count = tf.cast(tf.shape(items)[0], tf.float32)
-    batch_size = tf.cast(batch, tf.float32)
-    extra = shared_count - batch_size
-    hard_probability = (batch_size * tf.reshape(features["hard_probability"], [-1])
-                        + extra / self.num_items)
-    hard_probability += (tf.cast(per_example, tf.float32)
-                         * tf.reshape(features["hard_share"], [-1]))
-    hard_probability /= shared_count
+    shared_count = tf.cast(tf.shape(items)[0], tf.float32)  # every replica's, if gathered
+    hard_probability = (
+        self._mixture(tf.reshape(features["hard_probability"], [-1]), batch_size, num_extra)
+        + tf.cast(per_example, tf.float32) * tf.reshape(features["hard_share"], [-1])
+        / shared_count)
     owner = tf.repeat(tf.range(batch), per_example)
     own = tf.equal(tf.range(batch)[:, None], owner[None, :])
     mask = tf.concat([tf.ones([batch, tf.shape(items)[0]], tf.bool), own], axis=1)

@@ -14,6 +14,7 @@ from tfcr.data.derived import derivable
 from tfcr.data.schema import RecData
 from tfcr.errors import ConfigError
 from tfcr.models import MODELS
+from tfcr.training import STRATEGIES
 
 
 # tfcr.training.optimizers builds them; named here, where no TensorFlow is imported.
@@ -53,10 +54,14 @@ class TrainConfig:
   hash_buckets: int = 0
   model_dir: str = ""
   verbose: int = 1
+  # tf.distribute (tfcr.training.distribution); batch_size stays the global batch.
+  distribution_strategy: str = "none"
+  cross_replica_negatives: bool = True  # under a strategy: negatives of every replica
 
   # Fields that may differ when an interrupted run is resumed (they do not change
-  # what is being trained, only how long or where it is written/shown).
-  RESUMABLE_FIELDS = ("epochs", "model_dir", "verbose")
+  # what is being trained, only how long or where it is written/shown; every replica
+  # count trains on the same global batches).
+  RESUMABLE_FIELDS = ("epochs", "model_dir", "verbose", "distribution_strategy")
 
   def resolved(self) -> "TrainConfig":
     """Checks every field; raises ConfigError naming the first bad one."""
@@ -88,6 +93,9 @@ class TrainConfig:
     for name in ("max_vocabulary", "hash_buckets"):
       if getattr(self, name) < 0:
         raise ConfigError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}.")
+    if self.distribution_strategy not in STRATEGIES:
+      raise ConfigError(f"Unknown distribution_strategy={self.distribution_strategy!r}; "
+                        f"valid values: {', '.join(STRATEGIES)}.")
     if not self.model_dir:
       raise ConfigError("model_dir is required: checkpoints, logs and metrics go there.")
     return dataclasses.replace(

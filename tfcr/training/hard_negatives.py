@@ -31,15 +31,13 @@ def pools(conditions: ItemConditions) -> Tuple[np.ndarray, np.ndarray]:
   return pool_splits, np.concatenate(parts).astype(np.int32)
 
 
-def sample(pool_splits: tf.Tensor, pool_items: tf.Tensor, condition: tf.Tensor, count: int,
-           seed: tf.Tensor):
-  """([B, count] int32 items, [B, count] float32 their proposal probability 1 / pool size)
-  for [B] condition ids; `seed` a stateless seed pair."""
+def sample(pool_splits: tf.Tensor, pool_items: tf.Tensor, condition: tf.Tensor,
+           uniform: tf.Tensor):
+  """([B, n] int32 items, [B, n] float32 their proposal probability 1 / pool size) for
+  [B] condition ids, from [B, n] float64 uniform draws in [0, 1)."""
   condition = tf.cast(condition, tf.int64)
   start = tf.gather(pool_splits, condition)
   size = tf.gather(pool_splits, condition + 1) - start
-  uniform = tf.random.stateless_uniform([tf.size(condition), count], seed=seed,
-                                        dtype=tf.float64)
   offset = tf.minimum(tf.cast(uniform * tf.cast(size[:, None], tf.float64), tf.int64),
                       size[:, None] - 1)
   items = tf.gather(pool_items, start[:, None] + offset)
