@@ -79,17 +79,22 @@ def main(argv):
 
 def _export_to_milvus():
   from tfcr.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from tfcr.export.milvus_export import export_to_milvus  # pylint: disable=g-import-not-at-top
-  from tfcr.index.milvus import parse_params  # pylint: disable=g-import-not-at-top
+  from tfcr.index import milvus  # pylint: disable=g-import-not-at-top
   missing = [f"--{name}" for name in ("milvus_uri", "collection") if not FLAGS[name].value]
   if missing:
     raise ConfigError(f"--index=milvus needs {' and '.join(missing)} (e.g. "
                       f"--milvus_uri=catalog.db --collection=items).")
+  index_params = milvus.parse_params(FLAGS.milvus_index_params, "milvus_index_params")
+  search_params = milvus.parse_params(FLAGS.milvus_search_params, "milvus_search_params")
+  # Settings and the URI first: a bad one fails in a second, before TensorFlow loads.
+  milvus.index_choice(FLAGS.milvus_index_type, 1, FLAGS.milvus_uri, index_params,
+                      search_params)
+  milvus.open_for_writing(FLAGS.milvus_uri, FLAGS.collection, FLAGS.overwrite).close()
+  from tfcr.export.milvus_export import export_to_milvus  # pylint: disable=g-import-not-at-top
   path = export_to_milvus(
       FLAGS.model_dir, FLAGS.export_dir, FLAGS.milvus_uri, FLAGS.collection,
       overwrite=FLAGS.overwrite, index_type=FLAGS.milvus_index_type,
-      index_params=parse_params(FLAGS.milvus_index_params, "milvus_index_params"),
-      search_params=parse_params(FLAGS.milvus_search_params, "milvus_search_params"),
+      index_params=index_params, search_params=search_params,
       version=FLAGS.export_version)
   print(f"Exported the items to Milvus collection {FLAGS.collection} at "
         f"{FLAGS.milvus_uri} and the query servable to {path}")

@@ -67,6 +67,9 @@ class MilvusSearchClient(Client):
     milvus.require_collection(self._milvus, self.collection, self.milvus_uri)
     self.search_params = dict(search_params if search_params is not None
                               else catalog.get("search_params") or self._index_defaults())
+    # Share of the items having each condition: a strict search is widened by it.
+    self.condition_shares = dict(catalog.get("condition_shares") or {})
+    self.nlist = (catalog.get("build_params") or {}).get("nlist")
 
   def _index_defaults(self) -> dict:
     """Default search parameters of the collection's index type, for a collection
@@ -108,13 +111,15 @@ class MilvusSearchClient(Client):
     """[B, d] query embeddings of the queries, from the query servable."""
     return self._embed([q.user_id for q in queries], [q.condition for q in queries])
 
-  def _search(self, vectors: np.ndarray, expression: str, limit: int) -> List[List[dict]]:
+  def _search(self, vectors: np.ndarray, expression: str, limit: int,
+              share: float) -> List[List[dict]]:
     from pymilvus.exceptions import MilvusException  # pylint: disable=g-import-not-at-top
     try:
       return self._milvus.search(
           self.collection, data=vectors.tolist(), limit=limit, filter=expression,
           output_fields=[milvus.CONDITIONS], anns_field=milvus.EMBEDDING,
-          search_params=milvus.search_params_for(self.search_params, limit),
+          search_params=milvus.search_params_for(self.search_params, limit, share,
+                                                 self.nlist),
           timeout=self.timeout)
     except MilvusException as e:
       raise ServingError(f"Milvus search of {self.collection} failed: {e.message}") from None
@@ -128,14 +133,18 @@ class MilvusSearchClient(Client):
         raise ServingError(f"k must be in 1..{MAX_TOP_K} (Milvus's top-k limit), got {q.k}")
     vectors = self.query_embeddings(queries)
     # Queries sharing a filter expression go to Milvus as one batched search.
-    groups: Dict[str, List[int]] = {}
+    groups: Dict[tuple, List[int]] = {}
     for i, q in enumerate(queries):
-      groups.setdefault(milvus.filter_expression(q.condition, q.filter == "strict",
-                                                 q.exclude), []).append(i)
+      strict = q.filter == "strict" and bool(q.condition)
+      # An unrecorded condition keeps the plain parameters (none has it, if the
+      # servable's record is the collection's).
+      share = self.condition_shares.get(q.condition, 1.0) if strict else 1.0
+      key = (milvus.filter_expression(q.condition, strict, q.exclude), share)
+      groups.setdefault(key, []).append(i)
     answers: List[Optional[Results]] = [None] * len(queries)
-    for expression, members in groups.items():
+    for (expression, share), members in groups.items():
       limit = max(int(queries[i].k) for i in members)
-      hits = self._search(vectors[members], expression, limit)
+      hits = self._search(vectors[members], expression, limit, share)
       for i, row in zip(members, hits):
         q = queries[i]
         items = [Recommendation(rank + 1, _item_id(hit), float(hit["distance"]),

@@ -35,6 +35,16 @@ def item_condition_values(conditions) -> List[List[str]]:
   return [[values[c] for c in ids if c != NONE_ID] for ids in per_item]
 
 
+def condition_shares(conditions) -> dict:
+  """{condition value: share of the items having it}, for clients to widen a filtered
+  search by (`tfcr.index.milvus.search_params_for`)."""
+  counts = np.bincount(conditions.ids, minlength=conditions.vocabulary_size)
+  values = np.asarray(conditions.vocabulary).astype(str)
+  total = max(conditions.num_items, 1)
+  return {values[c]: float(counts[c] / total) for c in np.flatnonzero(counts)
+          if c != NONE_ID}
+
+
 def export_to_milvus(model_dir: str, export_dir: str, milvus_uri: str, collection: str,
                      overwrite: bool = False, index_type: str = "HNSW",
                      index_params: Optional[dict] = None,
@@ -47,8 +57,6 @@ def export_to_milvus(model_dir: str, export_dir: str, milvus_uri: str, collectio
   INDEX_TYPES) and overrides of its default build and search parameters; the search
   parameters are saved with the servable for clients to use.
   """
-  if not collection:
-    raise ConfigError("collection is empty; name the Milvus collection to write.")
   # Before loading anything: the cheap checks a user can fail.
   milvus.index_choice(index_type, 1, milvus_uri, index_params, search_params)
   export_dir = os.path.abspath(os.path.expanduser(export_dir))
@@ -59,11 +67,7 @@ def export_to_milvus(model_dir: str, export_dir: str, milvus_uri: str, collectio
   if os.path.exists(target):
     raise ConfigError(f"{target} already exists; pick another version or leave it out to "
                       f"use the next one.")
-  client = milvus.connect(milvus_uri)
-  if client.has_collection(collection) and not overwrite:
-    raise ConfigError(f"Milvus collection {collection!r} already exists at {milvus_uri}; "
-                      f"pass --overwrite (overwrite=True) to replace it, or pick another "
-                      f"--collection.")
+  client = milvus.open_for_writing(milvus_uri, collection, overwrite)
 
   config, model, vocabularies = load_trained_model(model_dir)
   num_items = len(vocabularies.item_ids)
@@ -81,6 +85,7 @@ def export_to_milvus(model_dir: str, export_dir: str, milvus_uri: str, collectio
   recorded_uri = os.path.abspath(milvus_uri) if milvus.is_lite(milvus_uri) else milvus_uri
   catalog = {"milvus_uri": recorded_uri, "collection": collection, "num_items": num_items,
              "embedding_dim": int(embeddings.shape[1]), "metric": milvus.METRIC,
+             "condition_shares": condition_shares(vocabularies.conditions),
              **choice.to_json()}
   save_query_servable(servable, vocabularies, target, catalog)
   return target
