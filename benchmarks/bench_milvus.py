@@ -123,7 +123,7 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str]):
   store = milvus.connect(uri)
   conditions = item_condition_values(catalog.conditions)
   ids = np.asarray(catalog.vocabularies.item_ids).astype(str)
-  choices = {"HNSW (default)": milvus.index_choice("HNSW", num_items, uri)}
+  choices = {"HNSW (default)": milvus.index_choice(args.index_type, num_items, uri)}
   if args.sweep:
     choices["IVF_FLAT"] = milvus.index_choice("IVF_FLAT", num_items, uri)
   clients = {}
@@ -214,6 +214,8 @@ def main(argv=None):
   parser.add_argument("--clusters", type=int, default=1000)
   parser.add_argument("--spread", type=float, default=0.75)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--index_type", default="HNSW",
+                      help="the Milvus index of the main comparison (HNSW: tfcr's default)")
   parser.add_argument("--sweep", action="store_true",
                       help="also other Milvus search settings (HNSW ef, IVF_FLAT nprobe)")
   parser.add_argument("--out_dir", default=None)

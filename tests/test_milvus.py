@@ -223,3 +223,20 @@ def test_the_binaries_export_query_and_fail_in_one_line(trained, tmp_path):
   assert missing.stderr.strip().splitlines() == [
       f"tfcr-milvus-query: error: No collection 'nope' in Milvus at {uri}; collections "
       f"there: items (tfcr-export --index=milvus writes one)."]
+
+
+def test_filtered_searches_are_widened_by_the_condition_share():
+  # ef 512 over a filter keeping half the items: 512 / 0.5 = 1024 candidates visited.
+  assert milvus.search_params_for({"ef": 512}, 10, share=0.5) == {
+      "metric_type": "IP", "params": {"ef": 1024}}
+  # 1%: 51,200, capped at MAX_EF.
+  assert milvus.search_params_for({"ef": 512}, 10, share=0.01)["params"] == {
+      "ef": milvus.MAX_EF}
+  assert milvus.search_params_for({"ef": 8}, 20)["params"] == {"ef": 20}  # ef >= k
+  # nprobe 10 / 0.1 = 100 cells, but there are only 50.
+  assert milvus.search_params_for({"nprobe": 10}, 10, 0.1, nlist=50)["params"] == {
+      "nprobe": 50}
+  assert milvus.filter_expression('say "hi"', True, ["a", "", "a", "b"]) == (
+      'array_contains(conditions, "say \\"hi\\"") and item_id not in ["a", "b"]')
+  assert milvus.filter_expression("c00", False) == ""
+  assert milvus.filter_expression("", True) == ""

@@ -78,7 +78,9 @@ class MilvusSearchClient(Client):
     index_type = str(described.get("index_type", "FLAT")).upper()
     if index_type not in milvus.INDEX_DEFAULTS:
       return {}
-    build = {k: described[k] for k in ("nlist",) if k in described}
+    # Build parameters come back nested under "params" (Milvus Lite) or flattened.
+    build = {k: v for k, v in {**described, **(described.get("params") or {})}.items()
+             if k == "nlist"}
     rows = int(described.get("total_rows", 1) or 1)
     return milvus.index_choice(index_type, rows, build_params=build).search_params
 

@@ -20,6 +20,7 @@ STAGING_SUFFIX = "__tfcr_staging"
 # Milvus's own limits on a VARCHAR and an ARRAY field.
 MAX_VARCHAR = 65535
 MAX_ARRAY = 4096
+INDEX_TIMEOUT_S = 24 * 3600
 
 
 def _schema(client, dim: int, id_length: int, max_conditions: int, condition_length: int):
@@ -103,8 +104,11 @@ def write_collection(client, collection: str, item_ids: Sequence[str],
     index_params.add_index(field_name=EMBEDDING, index_type=choice.index_type,
                            metric_type=METRIC, params={"params": choice.build_params})
     log(f"  milvus: building the {choice.index_type} index {choice.build_params}")
-    client.create_index(staging, index_params)
-    _wait_for_index(client, staging, num_items, log)
+    # Milvus Lite builds in the call (an HNSW over 1M items took > 20 min on 2 cores):
+    # the client's default deadline would cut it, and pymilvus's retry then finds the
+    # index "already exists".
+    client.create_index(staging, index_params, timeout=INDEX_TIMEOUT_S)
+    _wait_for_index(client, staging, num_items, log, timeout_seconds=INDEX_TIMEOUT_S)
     if client.has_collection(collection):
       client.drop_collection(collection)
     client.rename_collection(staging, collection)
