@@ -21,6 +21,10 @@ INSTALL_REQUIRES = [
     "pandas>=2",  # tfcr.data.dataframes: your own data as DataFrames
     "pyarrow>=14",  # tfcr.data.files: your own tables as Parquet, CSV, TSV or JSON lines
     "requests>=2.28",  # tfcr.client: the model server's REST API
+    # The catalog in Milvus (--index=milvus, tfcr.client.MilvusClient); 3.x leaves
+    # protobuf and grpcio as TF 2.20 and tensorflow-serving-api have them.
+    "pymilvus>=3.0,<4",
+    "milvus-lite>=3.2,<4",  # Milvus Lite: a local file URI, for tests and development
 ]
 
 EXTRAS_REQUIRE = {
@@ -44,5 +48,6 @@ setuptools.setup(
     entry_points={"console_scripts": ["tfcr-train=trainer.train:run",
                                        "tfcr-export=serving.export:run",
                                        "tfcr-serve=serving.server:run",
-                                       "tfcr-eval=trainer.evaluate:run"]},
+                                       "tfcr-eval=trainer.evaluate:run",
+                                       "tfcr-milvus-query=serving.milvus_query:run"]},
 )

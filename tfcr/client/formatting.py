@@ -51,7 +51,9 @@ def format_results(results: Results, items: Optional[Mapping[str, ItemInfo]] = N
   what = f'condition "{query.condition}"' if query.condition else "no condition"
   header = (f"user {query.user_id}, {what}, filter {query.filter}"
             + (f", {len(query.exclude)} items excluded" if query.exclude else "")
-            + f": {len(results.items)} items, {results.num_scanned} candidates scanned")
+            + f": {len(results.items)} items"
+            + ("" if results.num_scanned is None
+               else f", {results.num_scanned} candidates scanned"))
   rows = [["#", "title", attribute_name, "score", "match"] + (["seen"] if seen else [])]
   for r in results.items:
     info = (items or {}).get(r.item_id, ItemInfo(r.item_id))

@@ -4,7 +4,7 @@ gRPC and in-process calls).
 """
 
 import dataclasses
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 FILTERS = ("none", "strict")
 
@@ -40,7 +40,7 @@ class Results:
   """The answer to one `Query`: its items best first (padding removed)."""
   query: Query
   items: List[Recommendation]
-  num_scanned: int
+  num_scanned: Optional[int]  # None where the back end does not report it (Milvus)
 
   @property
   def item_ids(self) -> List[str]:

@@ -38,6 +38,21 @@ def _string_table(keys, values, default):
   return tf.lookup.StaticHashTable(initializer, default_value=default)
 
 
+def user_table(vocabularies):
+  """User id string -> model user id (row + 1; 0, the unknown user, for any other)."""
+  return _string_table(vocabularies.user_ids,
+                       np.arange(1, len(vocabularies.user_ids) + 1, dtype=np.int32), 0)
+
+
+def condition_table(conditions):
+  """Condition string -> condition id: "" (no condition) is a key too, for NONE_ID, so
+  one lookup maps every condition string; unknown values map to OOV_ID."""
+  return _string_table(
+      np.concatenate([[""], conditions.vocabulary[NUM_RESERVED:]]),
+      np.concatenate([[NONE_ID], np.arange(NUM_RESERVED, conditions.vocabulary_size)]
+                     ).astype(np.int32), OOV_ID)
+
+
 def sample_queries(query_tower, conditional: bool, vocabularies,
                    count: int = index_tuning.SAMPLE_SIZE, seed: int = 0) -> np.ndarray:
   """Query vectors like the ones the servable will see, to tune the index on: random
@@ -71,14 +86,8 @@ class Servable(tf.Module):
     self.conditional = conditional
     self.query_tower = query_tower
     conditions = vocabularies.conditions
-    self.user_table = _string_table(vocabularies.user_ids,
-                                    np.arange(1, len(vocabularies.user_ids) + 1, dtype=np.int32),
-                                    0)
-    # "" (no condition) is a key too, so one lookup maps every condition string.
-    self.condition_table = _string_table(
-        np.concatenate([[""], conditions.vocabulary[NUM_RESERVED:]]),
-        np.concatenate([[NONE_ID], np.arange(NUM_RESERVED, conditions.vocabulary_size)]
-                       ).astype(np.int32), OOV_ID)
+    self.user_table = user_table(vocabularies)
+    self.condition_table = condition_table(conditions)
     self.item_table = _string_table(vocabularies.item_ids,
                                     np.arange(len(vocabularies.item_ids), dtype=np.int32), -1)
     # Item row r's id at r + 1; "" first, for row -1 (no item).
