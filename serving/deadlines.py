@@ -79,3 +79,32 @@ def _copy_outcome(done: concurrent.futures.Future, waiter: asyncio.Future) -> No
     waiter.set_exception(error)
   else:
     waiter.set_result(done.result())
+
+
+async def wait_future(future: concurrent.futures.Future, timeout: Optional[float]):
+  """A thread-pool future's result on the running loop; raises asyncio.TimeoutError after
+  `timeout` seconds (None: no limit). For deadlines that differ per request (gRPC's):
+  one loop timer each, and unlike `asyncio.wait_for(asyncio.wrap_future(...))` no Task,
+  and the future is never cancelled (a batch may still be about to answer it)."""
+  loop = asyncio.get_running_loop()
+  waiter = loop.create_future()
+
+  def deliver(done: concurrent.futures.Future):  # any thread
+    try:
+      loop.call_soon_threadsafe(_copy_outcome, done, waiter)
+    except RuntimeError:  # the loop closed (shutdown) while an abandoned call ran on
+      pass
+
+  future.add_done_callback(deliver)
+  if timeout is None:
+    return await waiter
+  timer = loop.call_later(max(0.0, timeout), _expire_one, waiter)
+  try:
+    return await waiter
+  finally:
+    timer.cancel()
+
+
+def _expire_one(waiter: asyncio.Future) -> None:
+  if not waiter.done():
+    waiter.set_exception(asyncio.TimeoutError())
