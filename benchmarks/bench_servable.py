@@ -84,7 +84,7 @@ NUM_USERS = 1000
 MAX_K = 100
 K = 10
 # Strict-filter conditions of exact selectivities (independent random item sets).
-SELECTIVE = {"s50": 0.5, "s10": 0.1, "s1": 0.01, "s01": 0.001}
+SELECTIVE = {"s50": 0.5, "s10": 0.1, "s1": 0.01, "s01": 0.001, "s001": 0.0001}
 # More sizes for the crossover, on disjoint item sets (an item has at most one of them).
 LADDER = {"x02": 0.002, "x05": 0.005, "x075": 0.0075, "x15": 0.015, "x2": 0.02,
           "x5": 0.05, "x20": 0.2}
@@ -769,6 +769,246 @@ def profile(catalog, tower, label, args, out_dir, report, summary):
   gc.collect()
 
 
+# ---------------------------------------------------------------- scale mode (--json) --
+#
+# Per catalog size, four child processes one after the other (spawned: nothing shared):
+# export ScaNN, export brute force (each: the catalog, `Servable(...)` and
+# `tfcr.export.exporter.save_version`, as `tfcr-export` saves; build time, the child's
+# peak RSS, the SavedModel's size), then serve each: `LoadedVersion` (the model server's
+# load) plus its warm-up (`LoadedVersion.warm_up`, the warm-up requests export wrote),
+# then single queries through the server's call, `LoadedVersion.run`. Recall@10 is
+# against exact top-10 computed here with NumPy from the catalog (for strict, over the
+# condition's items only). A 10M catalog's two servables do not fit in memory together
+# next to other jobs, hence a process each; the brute-force / ScaNN ratio is then taken
+# across two processes of the same run (not interleaved call by call).
+
+SCALE_METHODS = ("scann", "brute_force")
+
+
+def _available_gb() -> float:
+  with open("/proc/meminfo") as f:
+    for line in f:
+      if line.startswith("MemAvailable:"):
+        return int(line.split()[1]) / 2 ** 20
+  return float("nan")
+
+
+def _wait_for_memory(size: int, args) -> None:
+  if size < 5_000_000:
+    return
+  while _available_gb() < args.min_free_gb:
+    log(f"waiting: {_available_gb():.1f} GB available, {args.min_free_gb} needed")
+    time.sleep(30)
+
+
+def _exact_rows(embeddings, queries, items=None, k=K):
+  """Exact top-k rows (sets) by dot product, over `items` (rows) or all items."""
+  table = embeddings if items is None else embeddings[items]
+  chunk = max(1, 2 ** 26 // max(1, len(table)))
+  found = []
+  for start in range(0, len(queries), chunk):
+    scores = queries[start:start + chunk] @ table.T
+    top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+    found += [set(row.tolist()) if items is None else set(items[row].tolist())
+              for row in top]
+  return found
+
+
+def _export_child(size, method, path, args):
+  from tfcr.export.exporter import save_version  # pylint: disable=import-outside-toplevel
+  from tfcr.utils.resources import folder_bytes, peak_rss_bytes  # pylint: disable=import-outside-toplevel
+  catalog = Catalog(size, args.clusters, args.spread, args.seed)
+  tower = query_tower(catalog, args.seed)
+  log(f"  catalog of {size:,} items ready; peak RSS {peak_rss_bytes() / 2 ** 30:.1f} GiB")
+  started = time.perf_counter()
+  servable = Servable(tower, True, catalog.vocabularies, catalog.embeddings, index=method,
+                      max_k=MAX_K, recall_target=args.recall_target)
+  built = time.perf_counter()
+  catalog.embeddings = None  # the servable holds its own copies: not kept while saving
+  gc.collect()
+  tuning = getattr(servable.index, "tuning", None)
+  if tuning is not None:
+    log("  " + tuning.describe(servable.index.num_leaves))
+  target = save_version(servable, catalog.vocabularies, os.path.dirname(path),
+                        int(os.path.basename(path)))
+  done = time.perf_counter()
+  return {"build_seconds": done - started, "index_seconds": built - started,
+          "save_seconds": done - built, "peak_rss_bytes": peak_rss_bytes(),
+          "disk_bytes": folder_bytes(target),
+          "leaves": (f"{tuning.leaves} of {servable.index.num_leaves}" if tuning else None)}
+
+
+def _timed(call, made, iterations, warmup=10):
+  for i in range(warmup):
+    call(made[i % len(made)])
+  times, outs = [], []
+  for i in range(iterations):
+    start = time.perf_counter()
+    out = call(made[i % len(made)])
+    times.append((time.perf_counter() - start) * 1e3)
+    outs.append(out)
+  return np.array(times), outs
+
+
+def _numpy_requests(users, condition, filter_):
+  return {"user_id": np.array([u.encode() for u in users], dtype=object),
+          "condition": np.array([condition.encode()] * len(users), dtype=object),
+          "k": np.full([len(users)], K, np.int32),
+          "filter": np.array([filter_.encode()] * len(users), dtype=object)}
+
+
+def _serve_child(size, method, path, args):
+  from tfcr.utils.resources import current_rss_bytes, peak_rss_bytes  # pylint: disable=import-outside-toplevel
+  catalog = Catalog(size, args.clusters, args.spread, args.seed)
+  catalog.vocabularies = None  # 10M id strings (~1 GB) the serving side does not need
+  gc.collect()
+  tower = query_tower(catalog, args.seed)
+  # The catalog's own item ids and conditions are what recall is checked against; the
+  # servable's memory is what the server holds beyond them.
+  before = current_rss_bytes()
+  started = time.perf_counter()
+  version = LoadedVersion("bench", 1, path)
+  loaded = time.perf_counter()
+  warmed_records = version.warm_up()
+  warmed = time.perf_counter()
+  served_rss = current_rss_bytes() - before
+  users = [f"u{i}" for i in range(NUM_USERS)]
+  rng = np.random.default_rng(size)
+  order = rng.permutation(NUM_USERS)
+  iterations = args.queries if method == "scann" else args.brute_queries
+  call = lambda inputs: version.run("serving_default", inputs)  # noqa: E731
+  row_of = lambda item_id: int(item_id[4:])  # noqa: E731  "item123" -> 123
+  result = {"load_seconds": loaded - started, "warmup_seconds": warmed - loaded,
+            "warmup_records": warmed_records, "served_rss_bytes": served_rss,
+            "records": []}
+
+  position = {v: i for i, v in enumerate(catalog.conditions.vocabulary)}
+
+  def measure(condition, filter_, name, items=None):
+    made = [_numpy_requests([users[u]], condition, filter_) for u in order[:256]]
+    times, outs = _timed(call, made, iterations)
+    filled = min(int(np.sum(out["item_ids"][0, :K] != b"")) for out in outs)
+    recall_users = order[:min(args.recall_queries, NUM_USERS)]
+    # The query vectors the servable computes: the user's, under the condition asked.
+    condition_id = position[condition] if condition else NONE_ID
+    vectors = tower({"user": tf.constant(recall_users + 1, tf.int32),
+                     "condition": tf.fill([len(recall_users)], condition_id)}).numpy()
+    truth = _exact_rows(catalog.embeddings, vectors, items)
+    hits, wanted = 0, sum(len(t) for t in truth)  # min(k, the condition's items) each
+    for start in range(0, len(recall_users), 50):
+      batch = recall_users[start:start + 50]
+      out = call(_numpy_requests([users[u] for u in batch], condition, filter_))
+      for row, want in zip(out["item_ids"][:, :K], truth[start:start + 50]):
+        hits += len({row_of(i.decode()) for i in row if i} & want)
+    recall_at_10 = hits / max(1, wanted)
+    log(f"  {name}: p50 {np.percentile(times, 50):.2f} ms, p99 "
+        f"{np.percentile(times, 99):.2f} ms, recall@10 {recall_at_10:.3f}, fewest of k "
+        f"filled {filled}/{K}, {iterations} calls")
+    result["records"].append({"method": name, "p50_ms": float(np.percentile(times, 50)),
+                              "p99_ms": float(np.percentile(times, 99)),
+                              "recall_at_10": recall_at_10, "k_filled_min": filled})
+
+  measure("", "none", method)
+  if method == "scann":
+    for name, share in SELECTIVE.items():
+      items = np.flatnonzero(_has_condition(catalog.conditions, position[name]))
+      measure(name, "strict", f"scann_strict_{share:g}", items)
+  result["peak_rss_bytes"] = peak_rss_bytes()
+  return result
+
+
+def _has_condition(conditions, code):
+  """[num_items] bool: which items have condition `code` (from the ItemConditions)."""
+  mask = np.zeros(conditions.num_items, bool)
+  owners = np.repeat(np.arange(conditions.num_items), conditions.lengths())
+  mask[owners[conditions.ids == code]] = True
+  return mask
+
+
+def _in_child(fn, *args):
+  """fn(*args) in a fresh spawned process; returns its result."""
+  import concurrent.futures  # pylint: disable=import-outside-toplevel
+  import multiprocessing  # pylint: disable=import-outside-toplevel
+  with concurrent.futures.ProcessPoolExecutor(
+      1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    return pool.submit(fn, *args).result()
+
+
+def scale_main(args, argv):
+  """--json: see the scale section above; returns the records."""
+  import json  # pylint: disable=import-outside-toplevel
+  sizes = [int(s) for s in args.sizes.split(",") if s]
+  out_dir = args.out_dir or tempfile.mkdtemp(prefix="tfcr-bench-scale-")
+  os.makedirs(out_dir, exist_ok=True)
+  command = " ".join(sys.argv[1:] if argv is None else argv)
+  records, details = [], []
+  try:
+    for size in sizes:
+      for method in SCALE_METHODS:
+        path = os.path.join(out_dir, f"{size}-{method}", "1")
+        _wait_for_memory(size, args)
+        log(f"=== {size:,} items, {method}: export (child process)")
+        exported = _in_child(_export_child, size, method, path, args)
+        log(f"  export {exported['build_seconds']:.1f} s (index {exported['index_seconds']:.1f}"
+            f" s, save {exported['save_seconds']:.1f} s), peak RSS "
+            f"{exported['peak_rss_bytes'] / 2 ** 30:.2f} GiB, SavedModel "
+            f"{exported['disk_bytes'] / 2 ** 20:,.0f} MiB, leaves {exported['leaves']}")
+        _wait_for_memory(size, args)
+        log(f"=== {size:,} items, {method}: serve (child process)")
+        served = _in_child(_serve_child, size, method, path, args)
+        log(f"  load {served['load_seconds']:.1f} s, warm-up {served['warmup_seconds']:.1f} s "
+            f"({served['warmup_records']} requests), served RSS "
+            f"{served['served_rss_bytes'] / 2 ** 30:.2f} GiB")
+        details.append({"size": size, "method": method, **exported,
+                        **{k: v for k, v in served.items() if k != "records"},
+                        "serve_peak_rss_bytes": served["peak_rss_bytes"],
+                        "k_filled_min": {r["method"]: r["k_filled_min"]
+                                         for r in served["records"]}})
+        for r in served["records"]:
+          whole = r["method"] == method
+          records.append({"size": size, "method": r["method"], "p50_ms": r["p50_ms"],
+                          "p99_ms": r["p99_ms"], "recall_at_10": r["recall_at_10"],
+                          "build_seconds": exported["build_seconds"] if whole else None,
+                          "peak_rss_bytes": exported["peak_rss_bytes"] if whole else None,
+                          "disk_bytes": exported["disk_bytes"] if whole else None})
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+        with open(args.json, "w") as f:  # after every method: a crash keeps what was done
+          json.dump(records, f, indent=1)
+  finally:
+    if not args.keep:
+      shutil.rmtree(out_dir, ignore_errors=True)
+  lines = [f"Machine: {machine_line()}; {run_settings()}.",
+           f"Command: `.venv/bin/python benchmarks/bench_servable.py {command}`.", "",
+           table(["size", "method", "p50 ms", "p99 ms", "recall@10", "build s",
+                  "export peak RSS GiB", "SavedModel MiB"],
+                 [[f"{r['size']:,}", r["method"], ms(r["p50_ms"]), ms(r["p99_ms"]),
+                   f"{r['recall_at_10']:.3f}",
+                   "-" if r["build_seconds"] is None else f"{r['build_seconds']:.1f}",
+                   "-" if r["peak_rss_bytes"] is None else f"{r['peak_rss_bytes'] / 2 ** 30:.2f}",
+                   "-" if r["disk_bytes"] is None else f"{r['disk_bytes'] / 2 ** 20:,.0f}"]
+                  for r in records]), "",
+           table(["size", "method", "load s", "warm-up s", "served RSS GiB",
+                  "serving process peak RSS GiB", "leaves searched", "fewest of k filled"],
+                 [[f"{d['size']:,}", d["method"], f"{d['load_seconds']:.1f}",
+                   f"{d['warmup_seconds']:.1f}", f"{d['served_rss_bytes'] / 2 ** 30:.2f}",
+                   f"{d['serve_peak_rss_bytes'] / 2 ** 30:.2f}", d["leaves"] or "-",
+                   ", ".join(f"{m} {v}" for m, v in d["k_filled_min"].items())]
+                  for d in details])]
+  for size in sizes:
+    p50 = {r["method"]: r["p50_ms"] for r in records if r["size"] == size}
+    if "scann" in p50 and "brute_force" in p50:
+      lines.append(f"\n{size:,} items: brute force p50 / ScaNN p50 = "
+                   f"{p50['brute_force'] / p50['scann']:.1f}x (separate processes).")
+  text = "\n".join(lines)
+  print(text)
+  if args.report:
+    with open(args.report, "w") as f:
+      f.write(text + "\n")
+  with open(args.json + ".details.json", "w") as f:
+    json.dump(details, f, indent=1)
+  return records
+
+
 # --------------------------------------------------------------------------- main --
 
 def run_settings() -> str:
@@ -810,7 +1050,19 @@ def main(argv=None):
                       help="where the SavedModels go (default: a temporary folder)")
   parser.add_argument("--keep", action="store_true", help="keep --out_dir at the end")
   parser.add_argument("--report", default=None, help="also write the tables to this file")
+  parser.add_argument("--json", default=None,
+                      help="scale mode: per size, each index exported and then served in "
+                           "its own child process (so a 10M catalog's servables need not fit "
+                           "together); writes one JSON record per size and method to this "
+                           "file (see the scale section of the docstring)")
+  parser.add_argument("--brute_queries", type=int, default=200,
+                      help="scale mode: timed calls of the brute-force servable")
+  parser.add_argument("--min_free_gb", type=float, default=17.0,
+                      help="scale mode: catalogs of >= 5M items wait for this much "
+                           "MemAvailable before each child starts")
   args = parser.parse_args(argv)
+  if args.json:
+    return scale_main(args, argv)
   # Before TensorFlow runs anything: the process's thread pools are made once.
   tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
   tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)

@@ -9,8 +9,61 @@ showed up as ~10% of the event loop's time under load.
 import asyncio
 import collections
 import concurrent.futures
+import threading
 import time
+import weakref
 from typing import Optional
+
+
+class _Mailbox:
+  """Outcomes posted from worker threads to one event loop, one wake-up per burst.
+
+  A batch answers its requests one after the other; a `call_soon_threadsafe` each would
+  wake the loop (a write to its self-pipe) once per request. Posts that find a drain
+  already scheduled only append.
+  """
+
+  def __init__(self, loop: asyncio.AbstractEventLoop):
+    self._loop = loop
+    self._items: collections.deque = collections.deque()
+    self._lock = threading.Lock()
+    self._scheduled = False
+
+  def post(self, done: concurrent.futures.Future, waiter: asyncio.Future) -> None:
+    with self._lock:
+      self._items.append((done, waiter))
+      if self._scheduled:
+        return
+      self._scheduled = True
+    try:
+      self._loop.call_soon_threadsafe(self._drain)
+    except RuntimeError:  # the loop closed (shutdown) while an abandoned call ran on
+      pass
+
+  def _drain(self) -> None:
+    with self._lock:
+      items, self._items = self._items, collections.deque()
+      self._scheduled = False
+    for done, waiter in items:
+      _copy_outcome(done, waiter)
+
+
+_mailboxes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+  box = _mailboxes.get(loop)
+  if box is None:
+    with _mailboxes_lock:
+      box = _mailboxes.setdefault(loop, _Mailbox(loop))
+  return box
+
+
+def _deliver_to(waiter: asyncio.Future):
+  """A done-callback (any thread) handing a future's outcome to `waiter`'s loop."""
+  box = _mailbox(waiter.get_loop())
+  return lambda done: box.post(done, waiter)
 
 
 class Deadlines:
@@ -30,14 +83,7 @@ class Deadlines:
     """The future's result; raises asyncio.TimeoutError past the deadline."""
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-
-    def deliver(done: concurrent.futures.Future):  # any thread
-      try:
-        loop.call_soon_threadsafe(_copy_outcome, done, waiter)
-      except RuntimeError:  # the loop closed (shutdown) while an abandoned call ran on
-        pass
-
-    future.add_done_callback(deliver)
+    future.add_done_callback(_deliver_to(waiter))
     if self._timeout is None:
       return await waiter
     entry = [time.monotonic() + self._timeout, waiter]
@@ -79,3 +125,25 @@ def _copy_outcome(done: concurrent.futures.Future, waiter: asyncio.Future) -> No
     waiter.set_exception(error)
   else:
     waiter.set_result(done.result())
+
+
+async def wait_future(future: concurrent.futures.Future, timeout: Optional[float]):
+  """A thread-pool future's result on the running loop; raises asyncio.TimeoutError after
+  `timeout` seconds (None: no limit). For deadlines that differ per request (gRPC's):
+  one loop timer each, and unlike `asyncio.wait_for(asyncio.wrap_future(...))` no Task,
+  and the future is never cancelled (a batch may still be about to answer it)."""
+  loop = asyncio.get_running_loop()
+  waiter = loop.create_future()
+  future.add_done_callback(_deliver_to(waiter))
+  if timeout is None:
+    return await waiter
+  timer = loop.call_later(max(0.0, timeout), _expire_one, waiter)
+  try:
+    return await waiter
+  finally:
+    timer.cancel()
+
+
+def _expire_one(waiter: asyncio.Future) -> None:
+  if not waiter.done():
+    waiter.set_exception(asyncio.TimeoutError())

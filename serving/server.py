@@ -47,8 +47,9 @@ flags.DEFINE_bool("enable_model_warmup", True,
                   "Replay assets.extra/tf_serving_warmup_requests before serving a version.")
 flags.DEFINE_string("saved_model_tags", "serve", "MetaGraphDef tags, comma-separated.")
 flags.DEFINE_integer("grpc_max_threads", 64,
-                     "gRPC worker threads: concurrent gRPC requests in flight (with "
-                     "batching, the most requests one batch can gather from gRPC).")
+                     "Concurrent gRPC requests in flight to the model, the others queue "
+                     "(with batching, the most requests one batch can gather from gRPC); "
+                     "they are coroutines on one grpc.aio event loop, not threads.")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", -1,
                      "Threads that run a model call's ops, as ConfigProto's: -1 (default): "
                      "the request's own thread, no hand-offs (concurrent requests still run "
@@ -189,7 +190,7 @@ def main(argv):
       signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
   if grpc_server is not None:
-    grpc_server.stop(grace=30).wait()
+    grpc_server.stop(grace=30)
   manager.stop()
   dispatcher.shutdown()
   print("Server stopped.", flush=True)

@@ -133,3 +133,29 @@ def test_answered_requests_leave_the_queue_and_release_their_results():
 class _Result:
   def __init__(self, value):
     self.value = value
+
+
+def test_wait_future_gives_each_request_its_own_deadline_and_a_burst_all_its_results():
+  from serving.deadlines import wait_future  # pylint: disable=g-import-not-at-top
+
+  async def scenario():
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      slow = _later(pool, 0.5, value="slow")
+      short, long_ = wait_future(slow, 0.1), wait_future(_later(pool, 0.5, value="ok"), 5)
+      failing = wait_future(_later(pool, 0.01, error=ValueError("bad input")), None)
+      outcomes = await asyncio.gather(short, long_, failing, return_exceptions=True)
+      # A batch answering many requests at once, from one thread: every one arrives.
+      burst = [concurrent.futures.Future() for _ in range(64)]
+      waiting = asyncio.gather(*[wait_future(f, 5) for f in burst])
+
+      def answer_all():
+        for i, f in enumerate(burst):
+          f.set_result(i)
+      threading.Thread(target=answer_all).start()
+      return outcomes, await waiting, slow
+
+  (short, long_, failing), burst, slow = asyncio.run(scenario())
+  assert isinstance(short, asyncio.TimeoutError)
+  assert long_ == "ok" and isinstance(failing, ValueError)
+  assert burst == list(range(64))
+  assert slow.result() == "slow"  # the expired request's call was not cancelled

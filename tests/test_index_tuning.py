@@ -144,3 +144,20 @@ def test_untuned_index_keeps_the_rule_of_thumb(clustered):
   assert index.base_leaves == min(index.num_leaves, 128)
   with pytest.raises(ValueError, match="recall_target"):
     ScannIndex(items[:100], 10, recall_target=1.5)
+
+
+def test_exact_top_k_bounds_its_score_matrix():
+  """A tiny max_scores forces one query per chunk: the same rows as NumPy."""
+  rng = np.random.default_rng(1)
+  embeddings = rng.normal(size=(500, 8)).astype(np.float32)
+  queries = rng.normal(size=(5, 8)).astype(np.float32)
+  got = index_tuning.exact_top_k(embeddings, queries, 4, max_scores=600)
+  want = _numpy_top(embeddings, queries, 4)
+  assert [set(r) for r in got] == [set(r) for r in want]
+
+
+def test_scann_tree_size_grows_as_the_square_root():
+  from tfcr.index.scann import scann_leaves, training_sample_size  # pylint: disable=g-import-not-at-top
+  assert [scann_leaves(n) for n in (1, 100, 10**6, 10**7)] == [1, 10, 1000, 3162]
+  assert training_sample_size(1000, 32) == 1000
+  assert training_sample_size(10**7, 3162) == 316_200

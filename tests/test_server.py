@@ -259,8 +259,68 @@ def test_batching_merges_and_limits(models, tmp_path):
               if line.startswith(":tensorflow:serving:batching_session:processed_batch_size_count")]
     total, calls = float(sizes[0].split()[-1]), float(counts[0].split()[-1])
     assert total == 96 and calls < 48  # 48 requests of 2 rows merged into fewer calls
+    _grpc_batching(srv, calls)
   finally:
     assert srv.stop() == 0
+
+
+def _grpc_batching(srv, rest_calls):
+  """Concurrent gRPC Predicts (official client) merged into batches: each gets its own
+  rows, as y = 0.5 x + 3 computes them; errors keep TF Serving's status codes."""
+  channel = grpc.insecure_channel(srv.grpc_target)
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+  def request(values, **spec):
+    message = predict_pb2.PredictRequest()
+    message.model_spec.name = "half"
+    for field, value in spec.items():
+      setattr(message.model_spec, field, value)
+    message.inputs["x"].CopyFrom(tf.make_tensor_proto(values, dtype=tf.float32))
+    return message
+
+  def one(i):
+    message = request([float(i)] * (1 + i % 3))  # batches mixing 1-, 2- and 3-row requests
+    if i % 4 == 0:
+      message.output_filter.append("y")
+    return stub.Predict(message, 30)
+
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    responses = list(pool.map(one, range(48)))
+  for i, response in enumerate(responses):
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["y"]),
+                               [0.5 * i + 3] * (1 + i % 3))
+    assert response.model_spec.name == "half" and response.model_spec.version.value == 2
+    assert response.model_spec.signature_name == "serving_default"
+  page = httpx.get(srv.url("/monitoring/prometheus/metrics")).text
+  calls = float(next(line for line in page.splitlines() if line.startswith(
+      ":tensorflow:serving:batching_session:processed_batch_size_count")).split()[-1])
+  assert calls - rest_calls < 48  # merged into fewer model calls
+
+  def code_and_details(message, timeout=30):
+    with pytest.raises(grpc.RpcError) as error:
+      stub.Predict(message, timeout)
+    return error.value.code(), error.value.details()
+
+  assert code_and_details(request([1.0] * 9)) == (
+      grpc.StatusCode.INVALID_ARGUMENT, "Task size 9 is larger than maximum input batch size 8")
+  assert code_and_details(predict_pb2.PredictRequest()) == (
+      grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+  assert code_and_details(request([1.0], name="nope"))[0] == grpc.StatusCode.NOT_FOUND
+  assert code_and_details(request([1.0], signature_name="zz")) == (
+      grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "zz" not found.')
+  filtered = request([1.0])
+  filtered.output_filter.append("nope")
+  code, details = code_and_details(filtered)
+  assert code == grpc.StatusCode.INVALID_ARGUMENT
+  assert details.startswith("output tensor alias not found in signature: nope")
+  slow = predict_pb2.PredictRequest()
+  slow.model_spec.name = "half"
+  slow.model_spec.signature_name = "slow"
+  slow.inputs["n"].CopyFrom(tf.make_tensor_proto([300_000], dtype=tf.int32))  # ~2 s
+  assert code_and_details(slow, timeout=0.3)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+  # The server still answers (the slow batch finishes behind the expired request).
+  np.testing.assert_allclose(tf.make_ndarray(stub.Predict(request([2.0]), 30).outputs["y"]),
+                             [4.0])
 
 
 def test_sigterm_drains_in_flight_requests(models, tmp_path):

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from typing import Callable, List, Optional
 
 import tensorflow as tf
@@ -20,6 +21,7 @@ from tfcr.index import tuning as index_tuning
 from tfcr.index import INDEX_KINDS
 from tfcr.models.embed import item_embeddings
 from tfcr.training.model_dir import load_trained_model
+from tfcr.utils.resources import folder_bytes, peak_rss_bytes
 
 
 def _write_warmup_requests(saved_model_dir: str, vocabularies) -> None:
@@ -95,20 +97,42 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
   if os.path.exists(target):
     raise ConfigError(f"{target} already exists; pick another version or leave it out to "
                       f"use the next one.")
+  started = time.perf_counter()
   config, model, vocabularies = load_trained_model(model_dir)
   # A k beyond the catalog means "everything": cap it rather than refuse small catalogs.
   max_k = min(max_k, len(vocabularies.item_ids))
-  servable = Servable(model.query_tower, config.model == "cr", vocabularies,
-                      item_embeddings(model, len(vocabularies.item_ids)),
+  embeddings = item_embeddings(model, len(vocabularies.item_ids), log=log)
+  servable = Servable(model.query_tower, config.model == "cr", vocabularies, embeddings,
                       index=index, max_k=max_k, exact_threshold=exact_threshold,
                       recall_target=recall_target)
+  del embeddings  # the servable holds its own copies
+  built = time.perf_counter()
   tuning = getattr(servable.index, "tuning", None)
   if tuning is not None:
     log(tuning.describe(servable.index.num_leaves))
+  log(f"Built the {index} servable of {len(vocabularies.item_ids):,} items in "
+      f"{built - started:.1f} s; saving it.")
+  target = save_version(servable, vocabularies, export_dir, version)
+  log(f"Export: {time.perf_counter() - started:.1f} s in all, peak RSS "
+      f"{peak_rss_bytes() / 2**30:.2f} GiB, SavedModel {folder_bytes(target) / 2**20:,.0f} MiB.")
+  return target
+
+
+def _make_dir(export_dir: str) -> None:
   try:
     os.makedirs(export_dir, exist_ok=True)
   except OSError as e:
     raise ConfigError(f"export_dir={export_dir} is not writable: {e.strerror}.") from None
+
+
+def save_version(servable: Servable, vocabularies, export_dir: str, version: int) -> str:
+  """Saves `servable` as export_dir/<version>/ with its warm-up requests; returns the path.
+
+  Written to a temporary folder beside it and renamed at the end, so a model server
+  polling export_dir never sees half a version.
+  """
+  target = os.path.join(export_dir, str(version))
+  _make_dir(export_dir)
   staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
   try:
     tf.saved_model.save(
