@@ -19,7 +19,6 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
-from absl import logging
 
 from tfcr.data import ids as ids_lib
 from tfcr.data.schema import Catalog, Interactions, MultiValued, RecData, Users
@@ -154,13 +153,7 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame,
 
   user_index = ids_lib.rows_of(user_table.user_id, inter_users)
   item_index = ids_lib.rows_of(item_ids, inter_items)
-  keep = (user_index >= 0) & (item_index >= 0)
-  if not keep.all():
-    logging.warning("%s: dropped %d of %d interactions whose user (%d) or item (%d) is not "
-                    "in the tables.", name, int((~keep).sum()), len(keep),
-                    int((user_index < 0).sum()), int((item_index < 0).sum()))
-  if not keep.any():
-    raise DataError(f"{name}: no interaction names a user and an item of the tables.")
+  keep = ids_lib.known_interactions(user_index, item_index, name)
   if timestamp and timestamp in interactions.columns:
     times = interactions[timestamp]
     if pd.api.types.is_datetime64_any_dtype(times):

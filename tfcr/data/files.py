@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from absl import logging
 
 from tfcr.data import arrow_columns
+from tfcr.data import ids as ids_lib
 from tfcr.data.schema import Catalog, Interactions, RecData, Users
 from tfcr.errors import ConfigError, DataError
 
@@ -233,14 +234,8 @@ def load_files(tables: FileTables, name: str = "files") -> RecData:
 
   user_index = arrow_columns.rows_in(user_ids, table_user_ids)
   item_index = arrow_columns.rows_in(item_ids, pa.array(catalog.item_id, type=pa.string()))
-  keep = (user_index >= 0) & (item_index >= 0)
-  if not keep.all():
-    logging.warning("%s: dropped %d of %d interactions whose user (%d) or item (%d) is not "
-                    "in the tables.", name, int((~keep).sum()), len(keep),
-                    int((user_index < 0).sum()), int((item_index < 0).sum()))
-  if not keep.any():
-    raise DataError(f"{name} ({tables.interactions}, {tables.items}): no interaction names "
-                    f"a user and an item of the tables.")
+  keep = ids_lib.known_interactions(user_index, item_index,
+                                    f"{name} ({tables.interactions}, {tables.items})")
   attributes = sorted(catalog.features)
   return RecData(
       name=name, users=users, catalog=catalog,

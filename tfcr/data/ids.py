@@ -9,6 +9,8 @@ second or two.
 import numpy as np
 from absl import logging
 
+from tfcr.errors import DataError
+
 
 def id_strings(values) -> np.ndarray:
   """Ids as an object array of str (bytes decoded as UTF-8, numbers printed)."""
@@ -57,3 +59,17 @@ def id_order(ids) -> np.ndarray:
   if len(ids) and all(i.isdecimal() and i.isascii() for i in ids):
     return np.argsort(np.array([int(i) for i in ids]), kind="stable")
   return np.argsort(np.asarray(ids, dtype=str), kind="stable")
+
+
+def known_interactions(user_index: np.ndarray, item_index: np.ndarray,
+                       where: str) -> np.ndarray:
+  """[N] bool: interactions whose user and item rows exist (>= 0). The others are
+  dropped with a counted warning; none left is a DataError naming `where`."""
+  keep = (user_index >= 0) & (item_index >= 0)
+  if not keep.all():
+    logging.warning("%s: dropped %d of %d interactions whose user (%d) or item (%d) is not "
+                    "in the tables.", where, int((~keep).sum()), len(keep),
+                    int((user_index < 0).sum()), int((item_index < 0).sum()))
+  if not keep.any():
+    raise DataError(f"{where}: no interaction names a user and an item of the tables.")
+  return keep

@@ -48,6 +48,20 @@ def _write_warmup_requests(saved_model_dir: str, vocabularies) -> None:
       writer.write(log.SerializeToString())
 
 
+def version_target(export_dir: str, version: Optional[int]):
+  """(absolute export_dir, version, its folder) of the version to write: `version`, or
+  the next one. Raises ConfigError for a version < 1 or a folder that exists."""
+  export_dir = os.path.abspath(os.path.expanduser(export_dir))
+  version = next_version(export_dir) if version is None else int(version)
+  if version < 1:
+    raise ConfigError(f"version must be a positive integer, got {version}.")
+  target = os.path.join(export_dir, str(version))
+  if os.path.exists(target):
+    raise ConfigError(f"{target} already exists; pick another version or leave it out to "
+                      f"use the next one.")
+  return export_dir, version, target
+
+
 def versions(export_dir: str) -> List[int]:
   """The numeric version folders of export_dir, ascending ([] when there is none)."""
   if not os.path.isdir(export_dir):
@@ -89,14 +103,7 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
     raise ConfigError(f"Unknown index={index!r}; valid values: {', '.join(INDEX_KINDS)}.")
   if not 0 < recall_target <= 1:
     raise ConfigError(f"recall_target must be in (0, 1], got {recall_target}.")
-  export_dir = os.path.abspath(os.path.expanduser(export_dir))
-  version = next_version(export_dir) if version is None else int(version)
-  if version < 1:
-    raise ConfigError(f"version must be a positive integer, got {version}.")
-  target = os.path.join(export_dir, str(version))
-  if os.path.exists(target):
-    raise ConfigError(f"{target} already exists; pick another version or leave it out to "
-                      f"use the next one.")
+  export_dir, version, _ = version_target(export_dir, version)
   started = time.perf_counter()
   config, model, vocabularies = load_trained_model(model_dir)
   # A k beyond the catalog means "everything": cap it rather than refuse small catalogs.

@@ -18,8 +18,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from tfcr.data.conditions import NONE_ID
-from tfcr.errors import ConfigError
-from tfcr.export.exporter import next_version
+from tfcr.export.exporter import version_target
 from tfcr.export.query_servable import QueryServable, save_query_servable
 from tfcr.index import milvus
 from tfcr.index.milvus_writer import write_collection
@@ -59,14 +58,7 @@ def export_to_milvus(model_dir: str, export_dir: str, milvus_uri: str, collectio
   """
   # Before loading anything: the cheap checks a user can fail.
   milvus.index_choice(index_type, 1, milvus_uri, index_params, search_params)
-  export_dir = os.path.abspath(os.path.expanduser(export_dir))
-  version = next_version(export_dir) if version is None else int(version)
-  if version < 1:
-    raise ConfigError(f"version must be a positive integer, got {version}.")
-  target = os.path.join(export_dir, str(version))
-  if os.path.exists(target):
-    raise ConfigError(f"{target} already exists; pick another version or leave it out to "
-                      f"use the next one.")
+  export_dir, version, target = version_target(export_dir, version)
   client = milvus.open_for_writing(milvus_uri, collection, overwrite)
 
   config, model, vocabularies = load_trained_model(model_dir)
