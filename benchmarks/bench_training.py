@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/bench_training.py                       # MovieLens-100k
     .venv/bin/python benchmarks/bench_training.py --dataset=synthetic   # 100k/100k/1M
     .venv/bin/python benchmarks/bench_training.py --profile             # + variants
+    .venv/bin/python benchmarks/bench_training.py --condition_aware     # issue 19's
+
+--condition_aware times, instead, the paper's CR against each variant of
+`tfcr.comparison.variants` (same-condition hard negatives, the condition loss, condition
+dropout, all of them), on tfcr's real fit path, alternating round by round.
 
 Three models, trained on the same (user, item) training pairs with the same batch size,
 optimizer (Adam, same learning rate) and number of steps:
@@ -127,7 +132,9 @@ def tfcr_dataset(config: TrainConfig, prepared: PreparedData, steps: int,
   epochs = -(-steps // steps_per_epoch)
   return training_dataset(prepared.train.user_index, prepared.train.item_index,
                           prepared.item_probability, conditions, config.batch_size,
-                          config.seed, 0, epochs, extra_negatives=config.extra_negatives)
+                          config.seed, 0, epochs, extra_negatives=config.extra_negatives,
+                          condition_dropout=config.condition_dropout,
+                          hard_negatives=config.hard_negatives)
 
 
 def built_model(config: TrainConfig, prepared: PreparedData) -> RetrievalModel:
@@ -575,6 +582,9 @@ def parse_args(argv=None):
   p.add_argument("--synthetic_conditions", type=int, default=DEFAULT_SYNTHETIC.n_conditions)
   p.add_argument("--synthetic_interactions", type=int, default=1_000_000)
   p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+  p.add_argument("--condition_aware", action="store_true",
+                 help="time the CR variants of the ablation (tfcr-eval --variants) against "
+                      "the paper's CR instead")
   p.add_argument("--profile", action="store_true",
                  help="also profile: pipelines alone, pipelines swapped, model variants")
   args = p.parse_args(argv)
@@ -582,6 +592,28 @@ def parse_args(argv=None):
     if getattr(args, name) < 1 or (name == "steps_per_round" and args.steps_per_round < 2):
       p.error(f"--{name} must be a positive integer (steps_per_round >= 2).")
   return args
+
+
+def condition_aware(args, config: TrainConfig, prepared: PreparedData) -> int:
+  """The paper's CR vs each condition-aware variant: examples/s on the real fit path."""
+  from tfcr.comparison import variants  # pylint: disable=g-import-not-at-top
+  contenders = []
+  for name in variants.VARIANTS:
+    variant_config = dataclasses.replace(config, model="cr", **variants.settings_of(name))
+    contenders.append(Contender(name, tfcr_model(variant_config, prepared),
+                                tfcr_dataset(variant_config, prepared, args.steps_per_round)))
+  print(f"Batch {config.batch_size}, Adam({config.learning_rate}), {args.rounds} rounds x "
+        f"{args.steps_per_round} steps per variant, alternating "
+        f"{'/'.join(c.name for c in contenders)}; variants: " + "; ".join(
+            f"{n} {variants.describe(n)}" for n in variants.VARIANTS))
+  measure(contenders, args.rounds, args.steps_per_round, config.batch_size,
+          args.warmup_steps)
+  print()
+  print(f"Training throughput of the CR variants, {args.dataset}, batch "
+        f"{config.batch_size} (median of {args.rounds} rounds; ratios of medians to the "
+        f"paper's CR, and min..max of per-round ratios):")
+  print(format_table(contenders, "paper"))
+  return 0
 
 
 def main(argv=None) -> int:
@@ -618,6 +650,8 @@ def main(argv=None) -> int:
         f"{len(prepared.user_feature_names)} user features; loaded in "
         f"{time.perf_counter() - start:.1f} s")
 
+  if args.condition_aware:
+    return condition_aware(args, config, prepared)
   cr_config = dataclasses.replace(config, model="cr")
   lr_config = dataclasses.replace(config, model="lr")
   cr = Contender("CR", tfcr_model(cr_config, prepared),

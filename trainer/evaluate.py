@@ -10,6 +10,13 @@ interval over test queries. docs/results.md shows the output for MovieLens-100k.
   tfcr-eval --dataset=movielens-100k --output_dir=runs/eval-genres
   tfcr-eval --dataset=movielens-100k --condition_feature=decade --output_dir=runs/eval-decade
   tfcr-eval --cr_model_dir=runs/cr --lr_model_dir=runs/lr --output_dir=runs/eval
+
+With --variants, it runs the ablation of condition-aware training instead: LR and each
+named CR variant trained per seed of --seeds, every variant's five-method report, and
+ablation.{md,json} with the paired differences against the paper's CR pooled over seeds:
+
+  tfcr-eval --variants=paper,hard_negatives,condition_loss,dropout,best --seeds=42,1,2 \
+      --output_dir=runs/ablation-genres
 """
 
 import logging as std_logging
@@ -49,6 +56,14 @@ flags.DEFINE_float("confidence", 0.95, "Level of the bootstrap confidence interv
 flags.DEFINE_integer("latency_queries", 300,
                      "Test queries (a seeded sample) timed with single-row servable calls "
                      "per method; 0 skips latency.")
+flags.DEFINE_list("variants", [],
+                  "Run the ablation of condition-aware CR training: comma-separated "
+                  "variants out of paper, hard_negatives, condition_loss, dropout, best "
+                  "(tfcr/comparison/variants.py says what each sets); paper, the "
+                  "reference, is always run.")
+flags.DEFINE_list("seeds", [],
+                  "With --variants: the seeds to train and evaluate every model with "
+                  "(default: --seed); results are pooled over them.")
 flags.DEFINE_integer("batch_queries", 256,
                      "Queries per servable call when computing the metrics.")
 
@@ -127,8 +142,39 @@ def main(argv):
       latency_queries=FLAGS.latency_queries, batch_queries=FLAGS.batch_queries,
       explicit_fields=tuple(f for f in TRAIN_FIELDS if FLAGS[f].present),
       command=" ".join(shlex.quote(a) for a in ["tfcr-eval"] + sys.argv[1:]))
+  if FLAGS.variants or FLAGS.seeds:
+    return _ablation(options, loads_runs)
   results = run_comparison(options)
   with open(os.path.join(results["output_dir"], "results.md")) as f:
+    print(f.read())
+  return 0
+
+
+def _seeds():
+  if not FLAGS.seeds:
+    return [FLAGS.seed]
+  try:
+    seeds = [int(s) for s in FLAGS.seeds]
+  except ValueError:
+    raise ConfigError(f"--seeds must be comma-separated integers, got "
+                      f"{','.join(FLAGS.seeds)}.") from None
+  if len(set(seeds)) != len(seeds):
+    raise ConfigError(f"--seeds names a seed twice: {','.join(FLAGS.seeds)}.")
+  return seeds
+
+
+def _ablation(options, loads_runs: bool) -> int:
+  from tfcr.comparison.ablation import AblationOptions, run_ablation  # pylint: disable=g-import-not-at-top
+  if not FLAGS.variants:
+    raise ConfigError("--seeds goes with --variants (the ablation); name the variants, "
+                      "e.g. --variants=paper,dropout.")
+  if loads_runs:
+    raise ConfigError("--variants trains its own models: leave out --cr_model_dir, "
+                      "--lr_model_dir and --model_dirs.")
+  sources = {seed: training_flags.data_source(seed) for seed in _seeds()}
+  results = run_ablation(AblationOptions(comparison=options, variants=FLAGS.variants,
+                                         sources=sources))
+  with open(os.path.join(results["output_dir"], "ablation.md")) as f:
     print(f.read())
   return 0
 

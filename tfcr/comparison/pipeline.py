@@ -154,7 +154,7 @@ def resolve_configs(options: ComparisonOptions, runs: Dict[str, ModelDir],
   return configs
 
 
-def _check_options(options: ComparisonOptions) -> None:
+def check_options(options: ComparisonOptions) -> None:
   if options.index not in INDEX_KINDS:
     raise ConfigError(f"Unknown index={options.index!r}; valid values: "
                       f"{', '.join(INDEX_KINDS)}.")
@@ -170,7 +170,7 @@ def _check_options(options: ComparisonOptions) -> None:
     raise ConfigError("output_dir is required: models, exports and results go there.")
 
 
-def _make_output_dir(path: str) -> None:
+def make_output_dir(path: str) -> None:
   try:
     os.makedirs(path, exist_ok=True)
     tempfile.NamedTemporaryFile(dir=path).close()
@@ -281,101 +281,18 @@ def by_condition(outputs: Dict[str, MethodOutput], queries: Queries, membership:
   return rows
 
 
-def run_comparison(options: ComparisonOptions) -> dict:
-  """Runs the whole comparison (module docstring); returns the results written to
-  OUTPUT_DIR/results.json. Raises ConfigError on bad options (before writing anything)."""
-  from tfcr.comparison import plots, report  # pylint: disable=g-import-not-at-top
+def export_for_comparison(model_dir: str, export_root: str, index: str) -> str:
+  """Exports a trained run as the servable the comparison queries; returns its path."""
+  # recall_target 1.0: the comparison measures the models, so the index searches as
+  # many leaves as it takes to lose nothing to ScaNN's partitioning.
+  return export_servable(model_dir, export_root, index=index, max_k=K, recall_target=1.0,
+                         log=logging.info)
 
-  started = time.perf_counter()
-  timings = {}
-  _check_options(options)
-  options.train.resolved()
-  options = dataclasses.replace(
-      options, output_dir=os.path.abspath(os.path.expanduser(options.output_dir)))
-  runs = {m: _read_run(d, m) for m, d in (("cr", options.cr_model_dir),
-                                          ("lr", options.lr_model_dir)) if d}
-  data, fingerprint = load_compared_data(options, runs)
-  configs = resolve_configs(options, runs, data)
-  config = configs["cr"]
-  logging.info("Loaded %s (condition feature %r)", data.name, config.condition_feature)
-  prepared = prepare_data(config, data)
-  queries = build_queries(prepared, config.seed)
-  _make_output_dir(options.output_dir)
-  timings["load_data"] = time.perf_counter() - started
 
-  export_paths = {}
-  for model in ("cr", "lr"):
-    if not getattr(options, f"{model}_model_dir"):
-      logging.info("Training %s: %d epochs into %s", model.upper(), configs[model].epochs,
-                   configs[model].model_dir)
-      start = time.perf_counter()
-      train_and_evaluate(configs[model], data, fingerprint=fingerprint)
-      timings[f"train_{model}"] = time.perf_counter() - start
-      logging.info("Trained %s in %.1f s", model.upper(), timings[f"train_{model}"])
-    start = time.perf_counter()
-    # recall_target 1.0: the comparison measures the models, so the index searches as
-    # many leaves as it takes to lose nothing to ScaNN's partitioning.
-    export_paths[model] = export_servable(
-        configs[model].model_dir, os.path.join(options.output_dir, "exports", model),
-        index=options.index, max_k=K, recall_target=1.0, log=logging.info)
-    timings[f"export_{model}"] = time.perf_counter() - start
-    logging.info("Exported %s (%s) to %s in %.1f s", model.upper(), options.index,
-                 export_paths[model], timings[f"export_{model}"])
-
-  k = min(K, prepared.num_items)
-  start = time.perf_counter()
-  logging.info("Answering %d test queries with INDEX", len(queries))
-  membership = prepared.conditions.membership()
-  index_rows, index_scanned = PopularityIndex(
-      prepared.conditions, prepared.train.item_index).retrieve_all(queries, k)
-  outputs = {"INDEX": MethodOutput(index_rows, index_scanned)}
-  rng = np.random.default_rng(config.seed)
-  latency_sample = np.sort(rng.choice(len(queries), min(options.latency_queries,
-                                                        len(queries)), replace=False))
-  item_ids = np.asarray(prepared.data.catalog.item_id)
-  from tfcr.comparison.servable_runner import ServableClient  # pylint: disable=g-import-not-at-top
-  clients = {m: ServableClient(export_paths[m], item_ids) for m in ("cr", "lr")}
-  for method, (model, filter_) in SERVED.items():
-    logging.info("Answering %d test queries with %s", len(queries), method)
-    step = max(options.batch_queries, len(queries) // 4 // options.batch_queries
-               * options.batch_queries)
-
-    def progress(done, method=method, step=step):
-      if done % step == 0 or done == len(queries):
-        logging.info("  %s: %d/%d queries", method, done, len(queries))
-
-    rows, servable_match, scanned = clients[model].run_batched(
-        queries, k, filter_, options.batch_queries, progress)
-    ours = metrics_lib.condition_matches(rows, queries.conditions, membership)
-    if not np.array_equal(ours, servable_match):
-      logging.warning("%s: the servable's condition_match disagrees with the catalog on "
-                      "%d results", method, int((ours != servable_match).sum()))
-    latency = None
-    if len(latency_sample):
-      latency = clients[model].measure_latency(queries, latency_sample, k, filter_)
-    outputs[method] = MethodOutput(rows, scanned, latency)
-  timings["answer_queries"] = time.perf_counter() - start
-
-  start = time.perf_counter()
-  logging.info("Bootstrapping %d resamples of %d queries", options.bootstrap_samples,
-               len(queries))
-  resamples = Resamples(len(queries), options.bootstrap_samples, config.seed,
-                        options.confidence)
-  method_results, curves = {}, {"recall": {}, "topic_match": {}}
-  for method in METHODS:
-    values, method_curves = method_metrics(outputs[method], queries, membership,
-                                           prepared.num_items, resamples, config.seed)
-    method_results[method] = {name: (v.to_dict() if v is not None else None)
-                              for name, v in values.items()}
-    for curve, points in method_curves.items():
-      curves[curve][method] = {str(kk): v.to_dict() for kk, v in points.items()}
-  comparisons = paired_comparisons(outputs, queries, membership, resamples)
-  ceiling = resamples.mean(topic_match_ceiling(queries, membership, k))
-  breakdown = by_condition(outputs, queries, membership, prepared.conditions.vocabulary,
-                           options.bootstrap_samples, config.seed, options.confidence)
-  timings["bootstrap"] = time.perf_counter() - start
-
-  results = {
+def results_header(options: ComparisonOptions, data: RecData, config: TrainConfig,
+                   prepared, queries: Queries, k: int, latency_sample: np.ndarray) -> dict:
+  """What results.json says about the run before its metrics: data, sizes, protocol."""
+  return {
       "command": options.command,
       "output_dir": options.output_dir,
       "dataset": data.name,
@@ -392,12 +309,140 @@ def run_comparison(options: ComparisonOptions) -> dict:
       "bootstrap": {"samples": options.bootstrap_samples, "confidence": options.confidence,
                     "unit": "test query", "seed": config.seed},
       "latency_queries": int(len(latency_sample)),
+  }
+
+
+def index_output(prepared, queries: Queries, k: int) -> MethodOutput:
+  """INDEX's answers: the condition's items by training popularity."""
+  logging.info("Answering %d test queries with INDEX", len(queries))
+  rows, scanned = PopularityIndex(prepared.conditions,
+                                  prepared.train.item_index).retrieve_all(queries, k)
+  return MethodOutput(rows, scanned)
+
+
+def latency_sample_of(queries: Queries, count: int, seed: int) -> np.ndarray:
+  """The sorted query indices timed with single-row calls (a seeded sample)."""
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(len(queries), min(count, len(queries)), replace=False))
+
+
+def answer_queries(client, method: str, filter_: str, queries: Queries, k: int,
+                   options: ComparisonOptions, membership: np.ndarray,
+                   latency_sample: np.ndarray, check_matches: bool = True) -> MethodOutput:
+  """Every test query through one servable (`client`, a ServableClient) in batches, with
+  `filter_`; then the single-row latency of `latency_sample`. check_matches: warn when the
+  servable's condition_match disagrees with the catalog on the queries' conditions (off
+  for queries asked without their condition)."""
+  logging.info("Answering %d test queries with %s", len(queries), method)
+  step = max(options.batch_queries, len(queries) // 4 // options.batch_queries
+             * options.batch_queries)
+
+  def progress(done):
+    if done % step == 0 or done == len(queries):
+      logging.info("  %s: %d/%d queries", method, done, len(queries))
+
+  rows, servable_match, scanned = client.run_batched(queries, k, filter_,
+                                                     options.batch_queries, progress)
+  ours = metrics_lib.condition_matches(rows, queries.conditions, membership)
+  if check_matches and not np.array_equal(ours, servable_match):
+    logging.warning("%s: the servable's condition_match disagrees with the catalog on "
+                    "%d results", method, int((ours != servable_match).sum()))
+  latency = None
+  if len(latency_sample):
+    latency = client.measure_latency(queries, latency_sample, k, filter_)
+  return MethodOutput(rows, scanned, latency)
+
+
+def summarize(outputs: Dict[str, MethodOutput], queries: Queries, prepared,
+              options: ComparisonOptions, seed: int) -> dict:
+  """The five methods' metrics, curves, paired comparisons, topic-match ceiling and
+  by-condition breakdown (bootstrap intervals over the test queries), as results.json
+  holds them."""
+  logging.info("Bootstrapping %d resamples of %d queries", options.bootstrap_samples,
+               len(queries))
+  membership = prepared.conditions.membership()
+  k = outputs["INDEX"].rows.shape[1]
+  resamples = Resamples(len(queries), options.bootstrap_samples, seed, options.confidence)
+  method_results, curves = {}, {"recall": {}, "topic_match": {}}
+  for method in METHODS:
+    values, method_curves = method_metrics(outputs[method], queries, membership,
+                                           prepared.num_items, resamples, seed)
+    method_results[method] = {name: (v.to_dict() if v is not None else None)
+                              for name, v in values.items()}
+    for curve, points in method_curves.items():
+      curves[curve][method] = {str(kk): v.to_dict() for kk, v in points.items()}
+  return {
       "methods": method_results,
       "curves": curves,
-      "comparisons": comparisons,
-      "topic_match_ceiling@100": ceiling.to_dict(),
-      "by_condition": breakdown,
+      "comparisons": paired_comparisons(outputs, queries, membership, resamples),
+      "topic_match_ceiling@100": resamples.mean(
+          topic_match_ceiling(queries, membership, k)).to_dict(),
+      "by_condition": by_condition(outputs, queries, membership,
+                                   prepared.conditions.vocabulary, options.bootstrap_samples,
+                                   seed, options.confidence),
       "scanned_per_query": {m: outputs[m].scanned.tolist() for m in METHODS},
+  }
+
+
+def run_comparison(options: ComparisonOptions) -> dict:
+  """Runs the whole comparison (module docstring); returns the results written to
+  OUTPUT_DIR/results.json. Raises ConfigError on bad options (before writing anything)."""
+  from tfcr.comparison import plots, report  # pylint: disable=g-import-not-at-top
+
+  started = time.perf_counter()
+  timings = {}
+  check_options(options)
+  options.train.resolved()
+  options = dataclasses.replace(
+      options, output_dir=os.path.abspath(os.path.expanduser(options.output_dir)))
+  runs = {m: _read_run(d, m) for m, d in (("cr", options.cr_model_dir),
+                                          ("lr", options.lr_model_dir)) if d}
+  data, fingerprint = load_compared_data(options, runs)
+  configs = resolve_configs(options, runs, data)
+  config = configs["cr"]
+  logging.info("Loaded %s (condition feature %r)", data.name, config.condition_feature)
+  prepared = prepare_data(config, data)
+  queries = build_queries(prepared, config.seed)
+  make_output_dir(options.output_dir)
+  timings["load_data"] = time.perf_counter() - started
+
+  export_paths = {}
+  for model in ("cr", "lr"):
+    if not getattr(options, f"{model}_model_dir"):
+      logging.info("Training %s: %d epochs into %s", model.upper(), configs[model].epochs,
+                   configs[model].model_dir)
+      start = time.perf_counter()
+      train_and_evaluate(configs[model], data, fingerprint=fingerprint)
+      timings[f"train_{model}"] = time.perf_counter() - start
+      logging.info("Trained %s in %.1f s", model.upper(), timings[f"train_{model}"])
+    start = time.perf_counter()
+    export_paths[model] = export_for_comparison(
+        configs[model].model_dir, os.path.join(options.output_dir, "exports", model),
+        options.index)
+    timings[f"export_{model}"] = time.perf_counter() - start
+    logging.info("Exported %s (%s) to %s in %.1f s", model.upper(), options.index,
+                 export_paths[model], timings[f"export_{model}"])
+
+  k = min(K, prepared.num_items)
+  start = time.perf_counter()
+  outputs = {"INDEX": index_output(prepared, queries, k)}
+  latency_sample = latency_sample_of(queries, options.latency_queries, config.seed)
+  item_ids = np.asarray(prepared.data.catalog.item_id)
+  from tfcr.comparison.servable_runner import ServableClient  # pylint: disable=g-import-not-at-top
+  clients = {m: ServableClient(export_paths[m], item_ids) for m in ("cr", "lr")}
+  membership = prepared.conditions.membership()
+  for method, (model, filter_) in SERVED.items():
+    outputs[method] = answer_queries(clients[model], method, filter_, queries, k, options,
+                                     membership, latency_sample)
+  timings["answer_queries"] = time.perf_counter() - start
+
+  start = time.perf_counter()
+  summary = summarize(outputs, queries, prepared, options, config.seed)
+  timings["bootstrap"] = time.perf_counter() - start
+
+  results = {
+      **results_header(options, data, config, prepared, queries, k, latency_sample),
+      **summary,
       "models": {m: json.loads(configs[m].to_json()) for m in ("cr", "lr")},
       "export_paths": export_paths,
       "timings_seconds": timings,

@@ -126,6 +126,64 @@ class Resamples:
       raise ValueError(f"Expected {self.n} per-query values, got {values.shape[0]}.")
 
 
+class SeedPooledResamples:
+  """The bootstrap of a statistic pooled over several seeds' runs: its estimate is the
+  mean over the seeds of each seed's value, its interval the percentiles of that mean over
+  resamples.
+
+  sizes: the number of test queries of each seed's run. shared: the runs answer the same
+  queries (the same users and held-out items, in the same order; e.g. MovieLens's fixed
+  split): then every resample draws the same query indices for every seed, so a query's
+  seeds move together (they share the user and the target and are not independent);
+  otherwise each seed's queries are resampled on their own (e.g. synthetic data generated
+  from each seed). Either way a seed's runs are paired query by query.
+  """
+
+  def __init__(self, sizes, samples: int, seed: int, level: float = 0.95,
+               shared: bool = False):
+    sizes = list(sizes)
+    if not sizes:
+      raise ValueError("Pooling needs at least one seed's queries.")
+    if shared and len(set(sizes)) != 1:
+      raise ValueError(f"Shared queries need equal sizes, got {sizes}.")
+    self.level, self.shared = level, shared
+    self.per_seed = [Resamples(n, samples, seed if shared else seed + 1000003 * i, level)
+                     for i, n in enumerate(sizes)]
+
+  def _pooled(self, per_seed_values, fn) -> Interval:
+    """fn(resamples, values) -> (estimate, replicates [samples]) for one seed; pooled."""
+    if len(per_seed_values) != len(self.per_seed):
+      raise ValueError(f"Expected values of {len(self.per_seed)} seeds, got "
+                       f"{len(per_seed_values)}.")
+    estimates, replicates = zip(*(fn(r, v) for r, v in zip(self.per_seed, per_seed_values)))
+    low, high = self.per_seed[0]._percentiles(np.mean(replicates, axis=0))  # pylint: disable=protected-access
+    return Interval(float(np.mean(estimates)), low, high)
+
+  def mean(self, per_seed_values) -> Interval:
+    """CI of the seeds' mean of per-query means; per_seed_values: one [n_s] per seed."""
+    def one(resamples, values):
+      values = np.asarray(values, np.float64)
+      resamples._check(values)  # pylint: disable=protected-access
+      return values.mean(), resamples._replicates(lambda i: values[i].mean(axis=1))  # pylint: disable=protected-access
+    return self._pooled(per_seed_values, one)
+
+  def mean_difference(self, per_seed_a, per_seed_b) -> Interval:
+    """CI of the seeds' mean of mean(a) - mean(b), paired over each seed's queries."""
+    return self.mean([np.asarray(a, np.float64) - np.asarray(b, np.float64)
+                      for a, b in zip(per_seed_a, per_seed_b)])
+
+  def quantile_ratio(self, per_seed_a, per_seed_b, q: float) -> Interval:
+    """CI of the seeds' mean of quantile_q(a) / quantile_q(b)."""
+    def one(resamples, pair):
+      a, b = (np.asarray(x, np.float64) for x in pair)
+      resamples._check(a)  # pylint: disable=protected-access
+      resamples._check(b)  # pylint: disable=protected-access
+      return (np.quantile(a, q) / np.quantile(b, q),
+              resamples._replicates(lambda i: np.quantile(a[i], q, axis=-1)  # pylint: disable=protected-access
+                                    / np.quantile(b[i], q, axis=-1)))
+    return self._pooled(list(zip(per_seed_a, per_seed_b)), one)
+
+
 def interval_of_samples(values: np.ndarray, fn: Callable[[np.ndarray], np.ndarray],
                         samples: int, seed: int, level: float = 0.95) -> Interval:
   """CI of fn over its own resamples of `values` (e.g. latencies of a query sample)."""
