@@ -16,12 +16,12 @@ MEMBERSHIP = np.array([[0, 0, 1, 1, 0, 0],
                        [0, 1, 0, 0, 0, 0]], dtype=bool)
 
 
-def _batches(seed=3, first_epoch=0, epochs=2, n=600, batch_size=100):
+def _batches(seed=3, first_epoch=0, epochs=2, n=600, batch_size=100, **options):
   users = np.arange(n) % 7
   items = np.arange(n) % 3
   probability = np.array([0.5, 0.3, 0.2], np.float32)
   ds = training_dataset(users, items, probability, CONDITIONS, batch_size, seed,
-                        first_epoch, epochs)
+                        first_epoch, epochs, **options)
   return [{k: v.numpy() for k, v in b.items()} for b in ds]
 
 
@@ -59,6 +59,28 @@ def test_deterministic_and_resumable():
   # A new epoch draws new conditions for the same rows.
   assert not all(np.array_equal(full[i]["condition"], full[i + 6]["condition"])
                  for i in range(6))
+
+
+def test_condition_aware_batches_are_deterministic_and_resumable():
+  # Condition dropout and same-condition hard negatives are drawn from the seed too.
+  options = {"condition_dropout": 0.4, "hard_negatives": 2, "extra_negatives": 8}
+  full = _batches(seed=3, epochs=3, **options)
+  again = _batches(seed=3, epochs=3, **options)
+  resumed = _batches(seed=3, first_epoch=2, epochs=3, **options)
+  assert {"hard_items", "extra_items"} <= set(full[0])
+  for a, b in zip(full, again):
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  for a, b in zip(full[12:], resumed):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  other = _batches(seed=4, epochs=1, **options)
+  assert not np.array_equal(full[0]["hard_items"], other[0]["hard_items"])
+  condition = np.concatenate([b["condition"] for b in full])
+  has_values = np.concatenate([b["item"] for b in full]) != 2  # item 2 has none: NONE
+  dropped = condition[has_values] == 1
+  assert 0.33 < dropped.mean() < 0.47  # 1,200 draws at P = 0.4
 
 
 def test_condition_frequencies_are_uniform_per_item():
