@@ -25,9 +25,9 @@ def test_variants_parse_reference_first_once_and_refuse_unknown_names():
       "hard_negatives": 0, "condition_loss_weight": 0, "condition_dropout": 0}
   assert variants.settings_of("dropout")["condition_dropout"] > 0
   best = variants.settings_of("best")
-  assert all(best[f] > 0 for f in variants.VARIANT_FIELDS)
+  assert sum(best[f] > 0 for f in variants.VARIANT_FIELDS) >= 2  # a combination
   assert variants.describe("paper") == "(none)"
-  assert "--hard_negatives=" in variants.describe("best")
+  assert variants.describe("dropout") == "--condition_dropout=0.5"
 
 
 def test_one_seed_pooled_is_the_plain_bootstrap():
