@@ -72,7 +72,9 @@ def test_a_keras_fit_step_under_the_strategy_equals_one_on_a_single_device(resul
   i = 0
   while f"fit_single_weight_{i}" in results:
     single, mirrored = results[f"fit_single_weight_{i}"], results[f"fit_mirrored_weight_{i}"]
-    np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-6)
+    # atol: a weight whose gradient is ~0 (a bias at 0) moves by float32 rounding of the
+    # gradient sum, whose order differs between one device and two replicas (seen: +-1e-6).
+    np.testing.assert_allclose(mirrored, single, rtol=1e-5, atol=1e-5)
     moved += not np.allclose(single, results[f"initial_weight_{i}"])
     i += 1
   assert moved >= 8  # the step did update the trainable weights
