@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/bench_milvus.py               # 100k and 1M items
     nice -n 10 .venv/bin/python benchmarks/bench_milvus.py --sizes=100000 --sweep
+    nice -n 10 .venv/bin/python benchmarks/bench_milvus.py --index_type=HNSW,IVF_FLAT  # per size
 
 For each catalog size, the synthetic catalog of benchmarks/bench_servable.py (d = 64,
 clustered unit vectors; conditions "s50", "s10", "s1", "s01" on random 50%, 10%, 1%,
@@ -11,7 +12,8 @@ clustered unit vectors; conditions "s50", "s10", "s1", "s01" on random 50%, 10%,
   tuning, saved and loaded back as bench_servable.py does; called with string inputs;
 * Milvus: `QueryServable` saved and loaded (`tfcr.export.query_servable`) plus the items
   written by `tfcr.index.milvus_writer.write_collection` into a fresh Milvus Lite file
-  with tfcr's default index (HNSW, `tfcr.index.milvus.INDEX_DEFAULTS`), queried through
+  with tfcr's default index (HNSW, `tfcr.index.milvus.INDEX_DEFAULTS`; --index_type picks
+  another, for every size or one per size), queried through
   `tfcr.client.MilvusSearchClient` (strict filter = array_contains expression).
 
 Recall@10 is against exact NumPy top-10 of the same query vectors (among the items with
@@ -45,6 +47,7 @@ import bench_servable as bs  # noqa: E402  (its catalog, tower, export and timin
 from tfcr.client.milvus import MilvusSearchClient  # noqa: E402
 from tfcr.client.query import Query  # noqa: E402
 from tfcr.data.conditions import NONE_ID  # noqa: E402
+from tfcr.errors import ConfigError  # noqa: E402
 from tfcr.export.milvus_export import condition_shares, item_condition_values  # noqa: E402
 from tfcr.export.query_servable import QueryServable, save_query_servable  # noqa: E402
 from tfcr.index import milvus  # noqa: E402
@@ -99,7 +102,7 @@ def latency(contenders: Dict, iterations: int) -> Dict[str, np.ndarray]:
   return {name: r["ms"] for name, r in timed.items()}
 
 
-def bench_size(num_items: int, args, out_dir: str, report: List[str]):
+def bench_size(num_items: int, index_type: str, args, out_dir: str, report: List[str]):
   log(f"=== {num_items:,} items: catalog")
   catalog = bs.Catalog(num_items, args.clusters, args.spread, args.seed)
   tower = bs.query_tower(catalog, args.seed)
@@ -123,8 +126,8 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str]):
   store = milvus.connect(uri)
   conditions = item_condition_values(catalog.conditions)
   ids = np.asarray(catalog.vocabularies.item_ids).astype(str)
-  choices = {"main": milvus.index_choice(args.index_type, num_items, uri)}
-  if args.sweep:  # HNSW ef on the main index (HNSW by default), IVF_FLAT nprobe
+  choices = {"main": milvus.index_choice(index_type, num_items, uri)}
+  if args.sweep:  # HNSW ef on the main index (when it is HNSW), IVF_FLAT nprobe
     choices["IVF_FLAT"] = milvus.index_choice("IVF_FLAT", num_items, uri)
   clients = {}
   for label, choice in choices.items():
@@ -172,8 +175,10 @@ def bench_size(num_items: int, args, out_dir: str, report: List[str]):
 
   if args.sweep:
     sweep = []
-    settings = [("main", {"ef": ef}, True) for ef in (64, 128, 256, 512, 1024)]
-    settings.append(("main", {"ef": 256}, False))
+    settings = []
+    if "ef" in choices["main"].search_params:
+      settings = [("main", {"ef": ef}, True) for ef in (64, 128, 256, 512, 1024)]
+      settings.append(("main", {"ef": 256}, False))
     nlist = choices["IVF_FLAT"].build_params["nlist"]
     settings += [("IVF_FLAT", {"nprobe": n}, True) for n in
                  sorted({max(1, nlist // d) for d in (32, 16, 8, 4)})]
@@ -215,12 +220,25 @@ def main(argv=None):
   parser.add_argument("--spread", type=float, default=0.75)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--index_type", default="HNSW",
-                      help="the Milvus index of the main comparison (HNSW: tfcr's default)")
+                      help="the Milvus index of the main comparison (HNSW: tfcr's default): "
+                           "one type for every size, or one per --sizes entry "
+                           "(HNSW,IVF_FLAT)")
   parser.add_argument("--sweep", action="store_true",
                       help="also other Milvus search settings (HNSW ef, IVF_FLAT nprobe)")
   parser.add_argument("--out_dir", default=None)
   parser.add_argument("--report", default=None, help="also write the tables to this file")
   args = parser.parse_args(argv)
+  sizes = [int(s) for s in args.sizes.split(",") if s]
+  types = [t.strip() for t in args.index_type.split(",") if t.strip()]
+  if len(types) not in (1, len(sizes)):
+    parser.error(f"--index_type names {len(types)} types for {len(sizes)} sizes: give one "
+                 f"for every size, or one per size.")
+  types = types * len(sizes) if len(types) == 1 else types
+  for index_type, size in zip(types, sizes):  # an unknown type fails now, not after 100k
+    try:
+      milvus.index_choice(index_type, size, "catalog.db")
+    except ConfigError as e:
+      parser.error(str(e))
   out_dir = args.out_dir or tempfile.mkdtemp(prefix="tfcr-bench-milvus-")
   os.makedirs(out_dir, exist_ok=True)
   command = " ".join(sys.argv[1:] if argv is None else argv)
@@ -228,8 +246,8 @@ def main(argv=None):
             f"Command: `nice -n 10 .venv/bin/python benchmarks/bench_milvus.py"
             f"{' ' + command if command else ''}`."]
   try:
-    for size in [int(s) for s in args.sizes.split(",") if s]:
-      bench_size(size, args, out_dir, report)
+    for size, index_type in zip(sizes, types):
+      bench_size(size, index_type, args, out_dir, report)
       log(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.1f} GB")
   finally:
     if not args.out_dir:

@@ -247,3 +247,27 @@ def test_filtered_searches_are_widened_by_the_condition_share():
       'array_contains(conditions, "say \\"hi\\"") and item_id not in ["a", "b"]')
   assert milvus.filter_expression("c00", False) == ""
   assert milvus.filter_expression("", True) == ""
+
+
+def test_an_index_left_by_pymilvus_retrying_create_index_is_waited_for(tmp_path):
+  # During a long Lite build pymilvus may retry create_index; the retry then finds the
+  # first call's index ("already exists"). That index is taken; one of another type is not.
+  from pymilvus.exceptions import MilvusException  # pylint: disable=g-import-not-at-top
+  from tfcr.index import milvus_writer  # pylint: disable=g-import-not-at-top
+  store = milvus.connect(str(tmp_path / "retry.db"))
+  vectors = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+  milvus_writer.write_collection(store, "items", [f"i{i}" for i in range(50)], vectors,
+                                 [[] for _ in range(50)], milvus.index_choice("FLAT", 50),
+                                 log=lambda _: None)
+  store.release_collection("items")
+  params = store.prepare_index_params()
+  params.add_index(field_name=milvus.EMBEDDING, index_type="FLAT", metric_type=milvus.METRIC,
+                   params={"params": {}})
+  logged = []
+  milvus_writer._create_index(store, "items", params, milvus.index_choice("FLAT", 50),
+                              logged.append)
+  assert "exists" in logged[0]
+  with pytest.raises(MilvusException, match="already exists"):
+    milvus_writer._create_index(store, "items", params, milvus.index_choice("HNSW", 50),
+                                logged.append)
+  store.close()

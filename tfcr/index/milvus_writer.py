@@ -57,6 +57,24 @@ def _wait_for_index(client, collection: str, total: int, log: Callable[[str], No
     time.sleep(poll_seconds)
 
 
+def _create_index(client, collection: str, index_params, choice: IndexChoice,
+                  log: Callable[[str], None]) -> None:
+  """create_index on a collection this write created, tolerating pymilvus's own retry:
+  during a long build Milvus Lite's gRPC server drops the connection (GOAWAY
+  "too_many_pings" at pymilvus's 10 s keepalive), pymilvus retries the call, and the
+  retry finds the index that the first call created: "index already exists"."""
+  from pymilvus.exceptions import MilvusException  # pylint: disable=g-import-not-at-top
+  try:
+    client.create_index(collection, index_params, timeout=INDEX_TIMEOUT_S)
+  except MilvusException as e:
+    described = client.describe_index(collection, EMBEDDING) or {}
+    if ("already exists" not in str(e.message)
+        or str(described.get("index_type", "")).upper() != choice.index_type):
+      raise
+    log(f"  milvus: the {choice.index_type} index exists (pymilvus retried create_index "
+        f"after a dropped connection); waiting for it")
+
+
 def write_collection(client, collection: str, item_ids: Sequence[str],
                      embeddings: np.ndarray, conditions: Sequence[Sequence[str]],
                      choice: IndexChoice, overwrite: bool = False,
@@ -104,10 +122,9 @@ def write_collection(client, collection: str, item_ids: Sequence[str],
     index_params.add_index(field_name=EMBEDDING, index_type=choice.index_type,
                            metric_type=METRIC, params={"params": choice.build_params})
     log(f"  milvus: building the {choice.index_type} index {choice.build_params}")
-    # Milvus Lite builds in the call (an HNSW over 1M items took > 20 min on 2 cores):
-    # the client's default deadline would cut it, and pymilvus's retry then finds the
-    # index "already exists".
-    client.create_index(staging, index_params, timeout=INDEX_TIMEOUT_S)
+    # Milvus Lite builds in the call (an HNSW over 1M items took ~15 min on 2 shared
+    # cores), hence the long deadline.
+    _create_index(client, staging, index_params, choice, log)
     _wait_for_index(client, staging, num_items, log, timeout_seconds=INDEX_TIMEOUT_S)
     if client.has_collection(collection):
       client.drop_collection(collection)
