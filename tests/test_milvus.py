@@ -118,7 +118,14 @@ def test_results_equal_numpy_brute_force(trained, client):
     assert results.item_ids == want_ids, query
     np.testing.assert_allclose([r.score for r in results.items], want_scores, rtol=1e-4,
                                atol=1e-5)
-    assert results.num_scanned is None  # Milvus does not report it
+    if query.filter == "strict" and query.condition in client.condition_shares:
+      # Scored exactly (the catalog's conditions are all small): every item having it,
+      # less the exclusions, was scored.
+      having = [i for i, t in item_topics.items()
+                if query.condition in t and i not in query.exclude]
+      assert results.num_scanned == len(having), query
+    else:
+      assert results.num_scanned is None  # a search: Milvus does not report it
     for r in results.items:
       assert r.condition_match == (query.condition in item_topics[r.item_id]), (query, r)
       assert r.item_id not in query.exclude
@@ -127,6 +134,18 @@ def test_results_equal_numpy_brute_force(trained, client):
   rare = client.recommend("u000", RARE, k=7, filter="strict")
   assert sorted(rare.item_ids) == sorted(f"i{i:04d}" for i in RARE_ITEMS)  # fewer than k
   assert client.recommend("u000", "no-such-topic", k=7, filter="strict").items == []
+
+
+def test_strict_searches_through_the_index_filter_equal_numpy_too(trained, client,
+                                                                 monkeypatch):
+  """With the exact path off, strict requests go through Milvus's filtered search."""
+  from tfcr.client import milvus as milvus_client  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(milvus_client, "EXACT_MAX_ITEMS", 0)
+  _, model, vocabularies, item_topics = trained
+  queries = [q for q in grid() if q.filter == "strict"]
+  for query, results in zip(queries, client.predict(queries)):
+    assert results.item_ids == oracle(model, vocabularies, item_topics, query)[0], query
+    assert results.num_scanned is None
 
 
 def test_results_agree_with_the_one_servable_exact_path(trained, client, tmp_path):
@@ -165,9 +184,14 @@ def test_the_default_hnsw_index_reaches_its_recall_target_and_overwrite_swaps(
   queries = [Query(u, c, 10, f) for u in USERS for c in CONDITIONS[:4]
              for f in ("none", "strict")]
   exact = client.predict(queries)
+  answers = hnsw.predict(queries)
   found = [len(set(a.item_ids) & set(e.item_ids)) / len(e.item_ids)
-           for a, e in zip(hnsw.predict(queries), exact) if e.item_ids]
+           for a, e in zip(answers, exact) if e.item_ids]
   assert np.mean(found) >= 0.95
+  # Strict requests for small conditions skip the graph: exact, as on the FLAT index.
+  for query, a, e in zip(queries, answers, exact):
+    if query.filter == "strict" and query.condition:
+      assert a.item_ids == e.item_ids, query
 
 
 def test_bad_settings_are_one_line_config_errors(trained, tmp_path):
