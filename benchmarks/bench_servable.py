@@ -72,6 +72,7 @@ from tfcr.models.towers import QueryTower  # noqa: E402
 from tfcr.training.model_dir import Vocabularies  # noqa: E402
 from tfcr.index.tuning import DEFAULT_RECALL_TARGET  # noqa: E402
 from tfcr.export.servable import Servable  # noqa: E402
+from tfcr.utils import aligned  # noqa: E402
 from tfcr.utils.machine import machine_line  # noqa: E402
 from serving.model_manager import LoadedVersion  # noqa: E402
 from serving.session_model import SessionModel  # noqa: E402
@@ -114,10 +115,15 @@ class Catalog:
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     weights = rng.lognormal(0.0, 1.0, clusters)
     cluster = rng.choice(clusters, size=num_items, p=weights / weights.sum())
-    embeddings = rng.standard_normal((num_items, DIM), dtype=np.float32)
-    embeddings *= spread / math.sqrt(DIM)
-    embeddings += centres[cluster]
-    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    # Aligned as the exporter's embeddings are (tfcr.models.embed), and built in place
+    # in chunks: no [N, d] temporaries (2.4 GiB each at 10M items).
+    embeddings = aligned.empty((num_items, DIM), np.float32)
+    rng.standard_normal(dtype=np.float32, out=embeddings)
+    for start in range(0, num_items, 2 ** 20):
+      part = embeddings[start:start + 2 ** 20]
+      part *= spread / math.sqrt(DIM)
+      part += centres[cluster[start:start + 2 ** 20]]
+      part /= np.linalg.norm(part, axis=1, keepdims=True)
     self.embeddings = embeddings
 
     names = list(SELECTIVE) + list(LADDER) + [f"g{i:02d}" for i in range(NUM_FILLERS)]

@@ -98,8 +98,10 @@ class Servable(tf.Module):
                       if index == "scann" else None)
     self.index = make_index(index, item_embeddings, self.max_k, tuning_queries,
                             recall_target)
-    self.filter = ConditionFilter(conditions, item_embeddings, self.max_k,
-                                  exact_threshold=exact_threshold)
+    # The index's float vectors when it has them (both kinds do): one copy for both.
+    vectors = getattr(self.index, "vectors", None)
+    self.filter = ConditionFilter(conditions, item_embeddings if vectors is None else vectors,
+                                  self.max_k, exact_threshold=exact_threshold)
 
   def _validate(self, user_id, condition, k, filter_, exclude):
     """One assertion for every input check, whose message names the first bad input.

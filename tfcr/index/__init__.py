@@ -12,6 +12,13 @@ A graph that searches in several places (the condition filter: plain, streamed a
 merged paths) calls `index.bind()` once and searches through what it returns, so that
 all searches of one call share one searcher handle.
 
+`vectors` is the index's float32 item vectors [N, d] as a tf.Variable (None if it has
+none): the condition filter's exact path shares it rather than holding a second copy
+(2.4 GiB at 10M items, d = 64). It is read densely only (`.value()`, then `tf.gather`):
+a sparse op on a variable (ResourceGather) switches it to copy-on-read, after which every
+dense read, such as brute force's matmul or ScaNN's searcher rebuild in each call, would
+copy the whole table.
+
 `call_filter_branches` tells the condition filter how to build its strict/unfiltered
 cond for this index (see `tfcr.export.condition_filter`).
 

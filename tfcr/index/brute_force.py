@@ -19,8 +19,10 @@ class BruteForceIndex(tf.Module):
   def __init__(self, embeddings: np.ndarray, name: str = "brute_force_index"):
     super().__init__(name=name)
     self.num_items = int(embeddings.shape[0])
-    self.embeddings = tf.Variable(embeddings.astype(np.float32), trainable=False,
+    # asarray: no host copy when the embeddings are float32 already (the variable makes one).
+    self.embeddings = tf.Variable(np.asarray(embeddings, np.float32), trainable=False,
                                   name="item_embeddings")
+    self.vectors = self.embeddings  # shared with the condition filter (see tfcr.index)
 
   def bind(self) -> "BruteForceIndex":
     return self

@@ -46,12 +46,13 @@ class LeafChoice:
 
 def exact_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int,
                 chunk: int = 64, max_scores: int = 2**26) -> np.ndarray:
-  """Rows of the k largest dot products per query, [Q, k] (order within a row arbitrary).
+  """Rows of the k largest dot products per query, [Q, k] (order within a row arbitrary);
+  embeddings: [N, d] array or float32 tensor (a tensor is used as it is, not copied).
 
   At most `max_scores` scores (256 MB) at once: `chunk` queries, fewer on big catalogs
   (64 queries x 10M items would be 2.5 GB)."""
   chunk = max(1, min(chunk, max_scores // max(1, len(embeddings))))
-  table = tf.constant(embeddings, tf.float32)
+  table = tf.convert_to_tensor(embeddings, tf.float32)  # a float32 tensor as it is: no copy
   rows = []
   for start in range(0, len(queries), chunk):
     scores = tf.linalg.matmul(tf.constant(queries[start:start + chunk], tf.float32), table,

@@ -6,6 +6,8 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from tfcr.utils import aligned
+
 # Rows per tower call for the catalog: big enough that per-call overhead vanishes, small
 # enough that a call's activations stay a few MB whatever the catalog size.
 ITEM_BATCH_SIZE = 65536
@@ -25,7 +27,8 @@ def embed(fn: Callable, inputs: Dict[str, np.ndarray], batch_size: int = 8192,
     batch = np.asarray(fn({k: v[start:start + batch_size] for k, v in inputs.items()}),
                        np.float32)
     if out is None:
-      out = np.empty((n,) + batch.shape[1:], np.float32)
+      # Aligned, so that the ScaNN build can use this memory without a copy.
+      out = aligned.empty((n,) + batch.shape[1:], np.float32)
     out[start:start + len(batch)] = batch
     if progress is not None:
       progress(start + len(batch), n)
