@@ -27,10 +27,10 @@ from tfcr.comparison import variants as variants_lib
 from tfcr.comparison.pipeline import (K, SERVED, ComparisonOptions, MethodOutput,
                                       check_options, make_output_dir, answer_queries,
                                       export_for_comparison, index_output,
-                                      latency_sample_of, results_header, summarize)
+                                      latency_sample_of, per_query_metric, results_header,
+                                      summarize)
 from tfcr.data.sources import DataSource
 from tfcr.errors import ConfigError
-from tfcr.metrics import per_query as metrics_lib
 from tfcr.metrics.bootstrap import SeedPooledResamples
 from tfcr.metrics.queries import build_queries
 from tfcr.training.loop import load_data, prepare_data, train_and_evaluate
@@ -78,16 +78,6 @@ def _check(options: AblationOptions):
   if set_fields:
     raise ConfigError(f"{', '.join(set_fields)} are set by each variant "
                       f"({', '.join(variants_lib.VARIANTS)}); leave them out with variants.")
-
-
-def _per_query(output: MethodOutput, queries, membership, metric: str, k: int) -> np.ndarray:
-  positions = metrics_lib.hit_positions(output.rows, queries.targets)
-  if metric == "recall":
-    return metrics_lib.recall_per_query(positions, k)
-  if metric == "ndcg":
-    return metrics_lib.ndcg_per_query(positions, k)
-  matches = metrics_lib.condition_matches(output.rows, queries.conditions, membership)
-  return metrics_lib.topic_match_per_query(matches, output.rows, k)
 
 
 def _run_seed(options: AblationOptions, names, seed: int, loaded: dict) -> SeedRun:
@@ -182,7 +172,8 @@ def pooled_tables(runs: Sequence[SeedRun], names, samples: int, level: float, se
   pooled = SeedPooledResamples([len(r.queries) for r in runs], samples, seed, level, shared)
 
   def values(method, metric, k):
-    return [_per_query(r.outputs[method], r.queries, r.membership, metric, k) for r in runs]
+    return [per_query_metric(r.outputs[method], r.queries, r.membership, metric, k)
+            for r in runs]
 
   def scanned(method):
     return [r.outputs[method].scanned for r in runs]
@@ -217,10 +208,9 @@ def pooled_tables(runs: Sequence[SeedRun], names, samples: int, level: float, se
       a = a.format(v=name)
       if a == b:
         continue
-      differences[name][label] = pooled.mean_difference(
-          values(a, metric, k), values(b, metric, k)).to_dict()
-      per_seed[name][label] = [float(np.mean(x - y)) for x, y in
-                               zip(values(a, metric, k), values(b, metric, k))]
+      first, second = values(a, metric, k), values(b, metric, k)
+      differences[name][label] = pooled.mean_difference(first, second).to_dict()
+      per_seed[name][label] = [float(np.mean(x - y)) for x, y in zip(first, second)]
   return metrics, differences, per_seed, shared
 
 

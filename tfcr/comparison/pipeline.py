@@ -217,16 +217,23 @@ def topic_match_ceiling(queries: Queries, membership: np.ndarray, k: int) -> np.
   return np.minimum(having - excluded_having, k) / k
 
 
+def per_query_metric(output: MethodOutput, queries: Queries, membership: np.ndarray,
+                     metric: str, k: int) -> np.ndarray:
+  """[Q] one method's `metric` ("recall", "ndcg" or "topic_match") at k, per query."""
+  positions = metrics_lib.hit_positions(output.rows, queries.targets)
+  if metric == "recall":
+    return metrics_lib.recall_per_query(positions, k)
+  if metric == "ndcg":
+    return metrics_lib.ndcg_per_query(positions, k)
+  matches = metrics_lib.condition_matches(output.rows, queries.conditions, membership)
+  return metrics_lib.topic_match_per_query(matches, output.rows, k)
+
+
 def paired_comparisons(outputs: Dict[str, MethodOutput], queries: Queries,
                        membership: np.ndarray, resamples: Resamples):
   """The paper's claims as paired differences / ratios with confidence intervals."""
   def per_query(method, metric, k):
-    out = outputs[method]
-    positions = metrics_lib.hit_positions(out.rows, queries.targets)
-    if metric == "recall":
-      return metrics_lib.recall_per_query(positions, k)
-    matches = metrics_lib.condition_matches(out.rows, queries.conditions, membership)
-    return metrics_lib.topic_match_per_query(matches, out.rows, k)
+    return per_query_metric(outputs[method], queries, membership, metric, k)
 
   rows = []
   for a, b, metric in (("CR", "LR", "topic_match"), ("CR", "LR+filter", "recall"),
