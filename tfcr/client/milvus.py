@@ -29,7 +29,7 @@ from tfcr.index import milvus
 
 MAX_TOP_K = 16384  # Milvus's limit on one search's limit
 # Strict conditions with at most this many items are scored exactly (module docstring):
-# fetching 2,000 64-d vectors and one [B, 2,000] product cost less than a widened walk.
+# the work stays bounded (2,000 vectors fetched, one [B, 2,000] product per request).
 EXACT_MAX_ITEMS = 2000
 
 
