@@ -9,61 +9,10 @@ showed up as ~10% of the event loop's time under load.
 import asyncio
 import collections
 import concurrent.futures
-import threading
 import time
-import weakref
 from typing import Optional
 
-
-class _Mailbox:
-  """Outcomes posted from worker threads to one event loop, one wake-up per burst.
-
-  A batch answers its requests one after the other; a `call_soon_threadsafe` each would
-  wake the loop (a write to its self-pipe) once per request. Posts that find a drain
-  already scheduled only append.
-  """
-
-  def __init__(self, loop: asyncio.AbstractEventLoop):
-    self._loop = loop
-    self._items: collections.deque = collections.deque()
-    self._lock = threading.Lock()
-    self._scheduled = False
-
-  def post(self, done: concurrent.futures.Future, waiter: asyncio.Future) -> None:
-    with self._lock:
-      self._items.append((done, waiter))
-      if self._scheduled:
-        return
-      self._scheduled = True
-    try:
-      self._loop.call_soon_threadsafe(self._drain)
-    except RuntimeError:  # the loop closed (shutdown) while an abandoned call ran on
-      pass
-
-  def _drain(self) -> None:
-    with self._lock:
-      items, self._items = self._items, collections.deque()
-      self._scheduled = False
-    for done, waiter in items:
-      _copy_outcome(done, waiter)
-
-
-_mailboxes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_mailboxes_lock = threading.Lock()
-
-
-def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
-  box = _mailboxes.get(loop)
-  if box is None:
-    with _mailboxes_lock:
-      box = _mailboxes.setdefault(loop, _Mailbox(loop))
-  return box
-
-
-def _deliver_to(waiter: asyncio.Future):
-  """A done-callback (any thread) handing a future's outcome to `waiter`'s loop."""
-  box = _mailbox(waiter.get_loop())
-  return lambda done: box.post(done, waiter)
+from serving.loop_delivery import deliver_to
 
 
 class Deadlines:
@@ -81,9 +30,14 @@ class Deadlines:
 
   async def wait(self, future: concurrent.futures.Future):
     """The future's result; raises asyncio.TimeoutError past the deadline."""
+    waiter = asyncio.get_running_loop().create_future()
+    future.add_done_callback(deliver_to(waiter))
+    return await self.wait_on(waiter)
+
+  async def wait_on(self, waiter: asyncio.Future):
+    """The result of an asyncio future that a worker thread answers (through
+    `serving.loop_delivery`); raises asyncio.TimeoutError past the deadline."""
     loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-    future.add_done_callback(_deliver_to(waiter))
     if self._timeout is None:
       return await waiter
     entry = [time.monotonic() + self._timeout, waiter]
@@ -117,26 +71,21 @@ class Deadlines:
     self._arm(loop)
 
 
-def _copy_outcome(done: concurrent.futures.Future, waiter: asyncio.Future) -> None:
-  if waiter.done():  # timed out (or the client went away) before the result came
-    return
-  error = done.exception()
-  if error is not None:
-    waiter.set_exception(error)
-  else:
-    waiter.set_result(done.result())
-
-
 async def wait_future(future: concurrent.futures.Future, timeout: Optional[float]):
   """A thread-pool future's result on the running loop; raises asyncio.TimeoutError after
   `timeout` seconds (None: no limit). For deadlines that differ per request (gRPC's):
   one loop timer each, and unlike `asyncio.wait_for(asyncio.wrap_future(...))` no Task,
   and the future is never cancelled (a batch may still be about to answer it)."""
-  loop = asyncio.get_running_loop()
-  waiter = loop.create_future()
-  future.add_done_callback(_deliver_to(waiter))
+  waiter = asyncio.get_running_loop().create_future()
+  future.add_done_callback(deliver_to(waiter))
+  return await wait_on(waiter, timeout)
+
+
+async def wait_on(waiter: asyncio.Future, timeout: Optional[float]):
+  """`wait_future` for an asyncio future a worker thread answers (`serving.loop_delivery`)."""
   if timeout is None:
     return await waiter
+  loop = asyncio.get_running_loop()
   timer = loop.call_later(max(0.0, timeout), _expire_one, waiter)
   try:
     return await waiter

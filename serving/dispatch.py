@@ -5,6 +5,7 @@ arrays to `Dispatcher.submit`, which returns a `concurrent.futures.Future` of th
 arrays: the REST side awaits it with `asyncio.wrap_future`, the gRPC side waits on it.
 """
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -12,8 +13,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from serving import loop_delivery
 from serving import metrics
-from serving.batching import Batcher, BatchingParameters, ReplyEncoder
+from serving.batching import Batcher, BatchingParameters, BatchScheduler, ReplyEncoder
 from serving.errors import ServingError
 
 Tensors = Dict[str, np.ndarray]
@@ -30,29 +32,35 @@ class Dispatcher:
         max_workers=max_workers, thread_name_prefix="model")
     self._batchers: Dict[tuple, Batcher] = {}
     self._lock = threading.Lock()
-    self._batch_workers = threading.Semaphore(batching.num_batch_threads if batching else 1)
     # One pool for every batcher: num_batch_threads batches run at once server-wide.
-    self._batch_executor = (concurrent.futures.ThreadPoolExecutor(
-        max_workers=batching.num_batch_threads, thread_name_prefix="batch")
-                            if batching else None)
+    self._scheduler = BatchScheduler(batching.num_batch_threads) if batching else None
 
   def submit(self, loaded, signature: str, inputs: Tensors,
              output_filter: Optional[Sequence[str]] = None,
-             encoder: Optional[ReplyEncoder] = None) -> concurrent.futures.Future:
+             encoder: Optional[ReplyEncoder] = None,
+             waiter: Optional[asyncio.Future] = None):
     """Future of the signature's outputs (only `output_filter`'s when given), or of
     `encoder`'s reply to them, encoded off the event loop (per batch when batching).
+
+    The future is a concurrent.futures.Future, or `waiter` when given: an asyncio future
+    that is answered on its own loop (`serving.loop_delivery`), a batch's requests in one
+    hand-over.
 
     Raises ServingError at once for batching refusals (oversized request, full queue).
     """
     if encoder is not None and output_filter:
       raise ValueError("A reply encoder gets every output: no output_filter with it.")
+    if waiter is not None and (self._batching is None or output_filter):
+      future = self.submit(loaded, signature, inputs, output_filter, encoder)
+      future.add_done_callback(loop_delivery.deliver_to(waiter))
+      return waiter
     if self._batching is None:
       if encoder is not None:
         return self._executor.submit(
             lambda: encoder.one(self._timed_run(loaded, signature, inputs)))
       return self._executor.submit(self._timed_run, loaded, signature, inputs,
                                    output_filter)
-    batched = self._batcher(loaded, signature).submit(inputs, encoder)
+    batched = self._batcher(loaded, signature).submit(inputs, encoder, waiter)
     if not output_filter:
       return batched
     # Batches always fetch every output; each request keeps the ones it asked for, after
@@ -99,8 +107,7 @@ class Dispatcher:
                                    "signature": key[2]}, size, metrics.BATCH_SIZE_BUCKETS)
 
         batcher = Batcher(lambda inputs: self._timed_run(loaded, signature, inputs),
-                          self._batching, self._batch_workers, on_batch,
-                          self._batch_executor)
+                          self._batching, self._scheduler, on_batch)
         self._batchers[key] = batcher
       return batcher
 
@@ -125,8 +132,8 @@ class Dispatcher:
       self._batchers.clear()
     # Calls abandoned by a timeout may still be running: do not wait for them.
     self._executor.shutdown(wait=False, cancel_futures=True)
-    if self._batch_executor is not None:
-      self._batch_executor.shutdown(wait=False, cancel_futures=True)
+    if self._scheduler is not None:
+      self._scheduler.close()
 
 
 def error_status(error: BaseException) -> str:

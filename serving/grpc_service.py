@@ -29,7 +29,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.apis import regression_pb2
 
-from serving.deadlines import wait_future
+from serving.deadlines import wait_on
 from serving.dispatch import Dispatcher, error_status
 from serving.errors import ServingError, invalid_argument
 from serving.grpc_codec import PredictReplies, read_tensor_proto, write_tensor_proto
@@ -90,9 +90,10 @@ class _Servicer:
     if self._slots is None:
       self._slots = asyncio.Semaphore(self._in_flight)
     async with self._slots:
-      future = self._dispatcher.submit(loaded, signature, inputs, output_filter, encoder)
+      waiter = asyncio.get_running_loop().create_future()
+      self._dispatcher.submit(loaded, signature, inputs, output_filter, encoder, waiter)
       try:
-        return await wait_future(future, context.time_remaining())
+        return await wait_on(waiter, context.time_remaining())
       except asyncio.TimeoutError:
         raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
       except UnknownSignature:

@@ -225,9 +225,10 @@ class RestApi:
     return body
 
   async def _run(self, loaded, signature, tensors, encoder=None):
-    future = self._dispatcher.submit(loaded, signature, tensors, encoder=encoder)
+    waiter = asyncio.get_running_loop().create_future()
+    self._dispatcher.submit(loaded, signature, tensors, encoder=encoder, waiter=waiter)
     try:
-      return await self._deadlines.wait(future)
+      return await self._deadlines.wait_on(waiter)
     except asyncio.TimeoutError:
       raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                          "Deadline Exceeded") from None

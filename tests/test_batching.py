@@ -31,8 +31,7 @@ class SlowModel:
 
 def test_concurrent_requests_are_merged_and_split_back():
   model = SlowModel()
-  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1),
-                    threading.Semaphore(1))
+  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1))
   futures = [batcher.submit({"x": np.arange(i, i + 3, dtype=np.float32)}) for i in range(20)]
   results = [f.result(timeout=10) for f in futures]
   for i, result in enumerate(results):
@@ -46,7 +45,7 @@ def test_concurrent_requests_are_merged_and_split_back():
 def test_oversized_request_and_full_queue():
   model = SlowModel(seconds=0.3)
   batcher = Batcher(model, BatchingParameters(max_batch_size=4, max_enqueued_batches=2,
-                                              num_batch_threads=1), threading.Semaphore(1))
+                                              num_batch_threads=1))
   with pytest.raises(ServingError) as error:
     batcher.submit({"x": np.zeros(5, np.float32)})
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -67,7 +66,7 @@ def test_different_inner_shapes_run_separately_and_allowed_sizes_pad():
   model = SlowModel(seconds=0.1)
   params = BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8),
                               num_batch_threads=1)
-  batcher = Batcher(model, params, threading.Semaphore(1))
+  batcher = Batcher(model, params)
   blocker = batcher.submit({"x": np.zeros((1, 2), np.float32)})
   time.sleep(0.03)
   a = batcher.submit({"x": np.ones((1, 2), np.float32)})
@@ -82,7 +81,7 @@ def test_different_inner_shapes_run_separately_and_allowed_sizes_pad():
 def test_model_errors_reach_every_request_of_the_batch():
   def broken(inputs):
     raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "bad x")
-  batcher = Batcher(broken, BatchingParameters(), threading.Semaphore(2))
+  batcher = Batcher(broken, BatchingParameters())
   futures = [batcher.submit({"x": np.zeros(2)}) for _ in range(3)]
   for f in futures:
     with pytest.raises(ServingError, match="bad x"):
@@ -109,8 +108,7 @@ class Texts(ReplyEncoder):
 
 def test_requests_sharing_an_encoder_get_their_replies_encoded_once_per_batch():
   model = SlowModel(seconds=0.2)
-  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1),
-                    threading.Semaphore(1))
+  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1))
   log = []
   row, col, bad = Texts("row", log=log), Texts("col", log=log), Texts("bad", True, log)
   blocker = batcher.submit({"x": np.zeros(1, np.float32)})
@@ -155,3 +153,138 @@ def test_parse_batching_parameters():
     parse_batching_parameters("max_batchsize { value: 8 }")
   with pytest.raises(ValueError, match="Error parsing"):
     parse_batching_parameters("max_batch_size: 8")
+
+
+def test_the_batch_timeout_counts_from_the_oldest_request_not_from_a_free_thread():
+  # TF Serving's batch timeout: a batch waits for company until its oldest request has
+  # waited batch_timeout_micros. Requests that queued through a longer model call have
+  # waited long enough: they run as soon as the thread is free, with no timeout of their own.
+  spans = []
+
+  def model(inputs):
+    started = time.monotonic()
+    time.sleep(0.6)
+    spans.append((started, time.monotonic(), len(inputs["x"])))
+    return {"y": 2 * inputs["x"]}
+
+  batcher = Batcher(model, BatchingParameters(max_batch_size=64, batch_timeout_micros=200_000,
+                                              num_batch_threads=1))
+  submitted = time.monotonic()
+  blocker = batcher.submit({"x": np.zeros(20, np.float32)})
+  time.sleep(0.35)  # the blocker waited 0.2 s for company and is running now
+  queued = [batcher.submit({"x": np.full(1, i, np.float32)}) for i in range(3)]
+  for i, f in enumerate(queued):
+    np.testing.assert_array_equal(f.result(timeout=10)["y"], [2 * i])
+  blocker.result(timeout=10)
+  (first_start, first_end, first_size), (second_start, _, second_size) = spans
+  assert (first_size, second_size) == (20, 3)
+  assert first_start - submitted >= 0.19  # the lone request waited its timeout
+  # Queued ~0.45 s before the first call ended: the second started on its heels (a wait
+  # for the thread's wake-up), not 0.2 s later.
+  assert second_start - first_end < 0.1, second_start - first_end
+  batcher.close()
+
+
+def test_batchers_share_the_scheduler_threads():
+  # Two models' batchers on one thread: their calls never overlap, and both get served.
+  from serving.batching import BatchScheduler  # pylint: disable=g-import-not-at-top
+  running, overlaps, lock = [0], [0], threading.Lock()
+
+  def model(inputs):
+    with lock:
+      running[0] += 1
+      overlaps[0] = max(overlaps[0], running[0])
+    time.sleep(0.02)
+    with lock:
+      running[0] -= 1
+    return {"y": inputs["x"] + 1}
+
+  scheduler = BatchScheduler(1)
+  params = BatchingParameters(max_batch_size=4, num_batch_threads=1)
+  first, second = Batcher(model, params, scheduler), Batcher(model, params, scheduler)
+  futures = [(b, b.submit({"x": np.full(1, i, np.float32)}))
+             for i in range(12) for b in (first, second)]
+  for i, (_, f) in enumerate(futures):
+    np.testing.assert_array_equal(f.result(timeout=10)["y"], [i // 2 + 1])
+  assert overlaps[0] == 1
+  # Two threads run two batches at once: a queue of two full batches is split between
+  # them (the thread that takes the first wakes the other for the rest).
+  overlaps[0] = 0
+  wide = BatchScheduler(2)
+  batcher = Batcher(model, BatchingParameters(max_batch_size=4, batch_timeout_micros=0,
+                                              num_batch_threads=2), wide)
+  blocker = batcher.submit({"x": np.zeros(4, np.float32)})
+  futures = [batcher.submit({"x": np.zeros(4, np.float32)}) for _ in range(4)]
+  for f in [blocker] + futures:
+    f.result(timeout=10)
+  assert overlaps[0] == 2
+  scheduler.close()
+  wide.close()
+
+
+def test_close_runs_what_is_queued_and_refuses_new_requests():
+  model = SlowModel(seconds=0.1)
+  batcher = Batcher(model, BatchingParameters(max_batch_size=4, batch_timeout_micros=10**7,
+                                              num_batch_threads=1))
+  queued = [batcher.submit({"x": np.full(1, i, np.float32)}) for i in range(3)]
+  batcher.close()  # long before the 10 s timeout: the queued requests still run now
+  for i, f in enumerate(queued):
+    np.testing.assert_array_equal(f.result(timeout=5)["y"], [2 * i])
+  with pytest.raises(ServingError) as error:
+    batcher.submit({"x": np.zeros(1, np.float32)})
+  assert error.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_asyncio_waiters_of_a_batch_are_answered_in_one_hand_over():
+  import asyncio  # pylint: disable=g-import-not-at-top
+  from serving import loop_delivery  # pylint: disable=g-import-not-at-top
+  model = SlowModel(seconds=0.1)
+  batcher = Batcher(model, BatchingParameters(max_batch_size=64, num_batch_threads=1))
+
+  async def scenario():
+    loop = asyncio.get_running_loop()
+    drains = [0]
+    box = loop_delivery._mailbox(loop)  # pylint: disable=protected-access
+    drain = box._drain  # pylint: disable=protected-access
+
+    def counted():
+      drains[0] += 1
+      drain()
+    box._drain = counted  # pylint: disable=protected-access
+    blocker = batcher.submit({"x": np.zeros(1, np.float32)}, waiter=loop.create_future())
+    await asyncio.sleep(0.03)  # the rest queue behind the running call: one batch
+    waiters = [loop.create_future() for _ in range(32)]
+    late = loop.create_future()
+    for i, waiter in enumerate(waiters):
+      batcher.submit({"x": np.full(1, i, np.float32)}, waiter=waiter)
+    batcher.submit({"x": np.zeros(1, np.float32)}, waiter=late)
+    late.cancel()  # its client went away: its answer is dropped, not set on a done future
+    await blocker
+    before = drains[0]
+    results = await asyncio.gather(*waiters)
+    return results, drains[0] - before, late.cancelled()
+
+  results, drains, cancelled = asyncio.run(scenario())
+  assert [r["y"].tolist() for r in results] == [[2.0 * i] for i in range(32)]
+  assert drains == 1 and cancelled
+  assert model.calls == [1, 33]
+  batcher.close()
+
+
+def test_a_failure_outside_the_model_fails_its_batch_and_the_thread_serves_on():
+  calls = []
+
+  def on_batch(size):
+    calls.append(size)
+    if len(calls) == 1:
+      raise RuntimeError("metrics broke")
+
+  batcher = Batcher(lambda inputs: {"y": inputs["x"] * 3},
+                    BatchingParameters(max_batch_size=8, num_batch_threads=1),
+                    on_batch=on_batch)
+  with pytest.raises(RuntimeError, match="metrics broke"):
+    batcher.submit({"x": np.ones(2, np.float32)}).result(timeout=10)
+  np.testing.assert_array_equal(
+      batcher.submit({"x": np.ones(2, np.float32)}).result(timeout=10)["y"], [3, 3])
+  assert calls == [2, 2]
+  batcher.close()
