@@ -12,7 +12,7 @@ on the gRPC event loop, and sent as it is.
 
 import dataclasses
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -117,60 +117,89 @@ def _one_tensor(array: np.ndarray) -> bytes:
   return proto.SerializeToString()
 
 
+# The typed field make_tensor_proto writes a one-element tensor's value into: its wire tag
+# (packed repeated, length-delimited) and how the value is encoded.
+_ONE_VALUE_FIELDS = {np.dtype(np.float32): (0x2A, "<f4"),   # float_val = 5, fixed32
+                     np.dtype(np.float64): (0x32, "<f8"),   # double_val = 6, fixed64
+                     np.dtype(np.int32): (0x3A, None),      # int_val = 7, varint
+                     np.dtype(np.int64): (0x52, None)}      # int64_val = 10, varint
+
+
+def _one_values(array: np.ndarray, rows: int) -> List[bytes]:
+  """Each row's one value as the typed field make_tensor_proto writes (`array`: [rows])."""
+  tag, fixed = _ONE_VALUE_FIELDS[array.dtype]
+  if fixed is not None:
+    data = np.ascontiguousarray(array, dtype=fixed).tobytes()
+    width = np.dtype(fixed).itemsize
+    head = bytes((tag, width))
+    return [head + data[i * width:(i + 1) * width] for i in range(rows)]
+  # Negative int32/int64 values are varints of their 64-bit two's complement.
+  encoded = [_varint(v & 0xFFFFFFFFFFFFFFFF) for v in array.tolist()]
+  return [bytes((tag, len(v))) + v for v in encoded]
+
+
+def _row_payloads(array: np.ndarray) -> Optional[Tuple[Optional[int], List[bytes]]]:
+  """(wire tag or None, each row's encoded values) of `array` [rows, ...], or None where
+  the dtype is not one of the direct encodings: tensor_content or packed bools (tag given;
+  the payload still needs its length), or string_val entries (tag None: each entry
+  carries its own tag and length)."""
+  rows, per_row = array.shape[0], math.prod(array.shape[1:])
+  content = _CONTENT_DTYPES.get(array.dtype)
+  if content is not None or array.dtype == np.bool_:
+    tag = _TENSOR_CONTENT if content is not None else _BOOL_VAL
+    flat = np.ascontiguousarray(array)
+    if content is not None:
+      flat = flat.astype(array.dtype.newbyteorder("<"), copy=False)
+    else:
+      flat = flat.view(np.uint8)
+    data = flat.tobytes()
+    width = len(data) // rows if rows else 0
+    return tag, [data[i * width:(i + 1) * width] for i in range(rows)]
+  if array.dtype == object:
+    try:  # bytes only (what make_tensor_proto writes as is); anything else falls back
+      return None, [tensor_pb2.TensorProto(string_val=row).SerializeToString()
+                    for row in array.reshape(rows, per_row).tolist()]
+    except TypeError:
+      return None
+  return None
+
+
 def tensor_slices(array: np.ndarray, ranges: Sequence[Tuple[int, int]]) -> List[bytes]:
   """The serialized TensorProto `write_tensor_proto` fills for `array[start:stop]`, for
-  each range, with the per-element work done once for the whole array: a slice's
+  each range, with the per-element work done once per row for the whole array: a slice's
   elements are a contiguous run of bytes in the encoding of all of them (tensor_content,
   packed bools, or the string_val entries), so each reply is a cached header (dtype,
-  shape) and one bytes slice. Other dtypes, 0-d arrays and one-element slices (written as
-  typed fields) go through `write_tensor_proto`."""
+  shape) and the bytes of its rows. One-element slices of numbers are written as
+  make_tensor_proto writes them, as one typed value (float_val, int_val...); other dtypes
+  and 0-d arrays go through `write_tensor_proto`."""
   array = np.asarray(array)
   if array.ndim == 0:
     return [_one_tensor(array) for _ in ranges]
   per_row = math.prod(array.shape[1:])
-  content = _CONTENT_DTYPES.get(array.dtype)
-  if content is not None:
-    tag = _TENSOR_CONTENT
-    data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
-                                             copy=False).tobytes()
-    offsets = np.arange(array.shape[0] * per_row + 1) * array.dtype.itemsize
-  elif array.dtype == np.bool_:
-    tag = _BOOL_VAL
-    data = np.ascontiguousarray(array).view(np.uint8).tobytes()
-    offsets = np.arange(array.shape[0] * per_row + 1)
-  elif array.dtype == object:
-    flat = array.ravel().tolist()
-    if set(map(type, flat)) - {bytes}:
-      return [_one_tensor(array[start:stop]) for start, stop in ranges]
-    tag = None  # string_val entries carry their own tags
-    data = tensor_pb2.TensorProto(string_val=flat).SerializeToString()
-    lengths = np.fromiter(map(len, flat), np.int64, len(flat))
-    encoded = 1 + lengths + 1  # tag, varint length (1 byte below 128), the bytes
-    for bound in (1 << 7, 1 << 14, 1 << 21, 1 << 28, 1 << 35):
-      encoded += lengths >= bound
-    offsets = np.concatenate([[0], np.cumsum(encoded)])
-  else:
+  encoded = _row_payloads(array)
+  if encoded is None:
     return [_one_tensor(array[start:stop]) for start, stop in ranges]
-  offsets = offsets.tolist()
+  tag, rows = encoded
+  one_values = None
+  if per_row == 1 and array.dtype in _ONE_VALUE_FIELDS:
+    one_values = _one_values(array.reshape(-1), array.shape[0])
   headers = {}
   replies = []
   for start, stop in ranges:
-    rows = stop - start
-    count = rows * per_row
-    if count == 1 and content is not None:  # a typed field, not tensor_content
-      replies.append(_one_tensor(array[start:stop]))
-      continue
-    header = headers.get(rows)
+    count = (stop - start) * per_row
+    header = headers.get(stop - start)
     if header is None:
       proto = tensor_pb2.TensorProto()
       write_tensor_proto(proto, array[:0])
-      proto.tensor_shape.dim[0].size = rows
-      header = headers[rows] = proto.SerializeToString()
+      proto.tensor_shape.dim[0].size = stop - start
+      header = headers[stop - start] = proto.SerializeToString()
     if count == 0:
       replies.append(header)
-      continue
-    payload = data[offsets[start * per_row]:offsets[stop * per_row]]
-    replies.append(header + (payload if tag is None else _length_delimited(tag, payload)))
+    elif count == 1 and one_values is not None:  # a typed field, not tensor_content
+      replies.append(header + one_values[start])
+    else:
+      payload = rows[start] if stop - start == 1 else b"".join(rows[start:stop])
+      replies.append(header + (payload if tag is None else _length_delimited(tag, payload)))
   return replies
 
 
@@ -204,8 +233,11 @@ class PredictReplies(ReplyEncoder):
 
   def _join(self, tensors, count: int) -> List[bytes]:
     spec = self._model_spec()
-    keys = {alias: _length_delimited(_ENTRY_KEY, alias.encode()) for alias in tensors}
-    return [b"".join([_length_delimited(
-        _OUTPUTS_ENTRY, keys[alias] + _length_delimited(_ENTRY_VALUE, parts[i]))
-                      for alias, parts in tensors.items()] + [spec])
-            for i in range(count)]
+    entries = []  # per alias: each reply's map entry {key, value}
+    for alias, parts in tensors.items():
+      key = _length_delimited(_ENTRY_KEY, alias.encode())
+      entries.append([_length_delimited(_OUTPUTS_ENTRY,
+                                        key + _length_delimited(_ENTRY_VALUE, part))
+                      for part in parts])
+    return [b"".join(reply) + spec for reply in zip(*entries)] if entries else \
+        [spec] * count

@@ -87,7 +87,15 @@ def test_batch_replies_are_the_replies_built_one_by_one():
              "condition_match": _RNG.random((4, 3)) < 0.5,
              "num_scanned": np.array([5, 6, 7, 8], np.int32),     # one element per row
              "ids64": np.arange(8, dtype=np.int64).reshape(4, 2),
-             "half": np.ones((4, 2), np.float16)}                   # the fallback
+             "half": np.ones((4, 2), np.float16),                   # the fallback
+             # One value per row, each dtype's typed field; negative varints take 10 bytes.
+             "offset": np.array([-1, 0, 2**31 - 1, -2**31], np.int32),
+             "big": np.array([[-2**40], [3], [2**62], [-5]], np.int64),
+             "score": np.array([[0.5], [-np.inf], [1e-30], [-0.0]], np.float32),
+             "weight": np.array([0.25, -1e300, 3.0, 0.0], np.float64),
+             "flag": np.array([[True], [False], [True], [True]]),
+             "texts": np.array([["a"], ["b"], ["c"], ["d"]], dtype=object),  # str: fallback
+             "none": np.zeros((4, 0), dtype=object)}
   replies = PredictReplies("cr", 3, "serving_default")
   ranges = [(0, 1), (1, 3), (3, 3), (3, 4)]
   for (start, stop), reply in zip(ranges, replies.many(outputs, ranges)):
