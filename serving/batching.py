@@ -4,8 +4,9 @@ Like TF Serving's batching session: one queue per (model, version, signature), a
 pool of `num_batch_threads` threads (`BatchScheduler`). A batch is formed when a thread is
 free: it takes the queued requests, up to `max_batch_size` rows, once they fill a batch or
 the oldest has waited `batch_timeout_micros`, concatenates their inputs along dimension 0,
-runs the model once and splits every output back by the requests' sizes. Requests whose inputs differ in their
-inner dimensions (e.g. a different number of exclusions) run in separate sub-batches.
+runs the model once and splits every output back by the requests' sizes. Requests whose
+inputs differ in their inner dimensions (e.g. a different number of exclusions) run in
+separate sub-batches.
 
 A request is answered through a `concurrent.futures.Future`, or through an asyncio future
 of the front end's event loop (`waiter`): those of a batch are all handed to their loop in
@@ -341,7 +342,7 @@ class Batcher:
       except Exception as e:  # pylint: disable=broad-except
         outcomes.extend((task.target, None, e) for task, _ in members)
         continue
-      outcomes.extend((task.target, result) + (None,)
+      outcomes.extend((task.target, result, None)
                       for (task, _), result in zip(members, results))
     _settle(outcomes)
 

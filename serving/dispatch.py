@@ -1,8 +1,10 @@
 """Runs model calls off the event loop, with optional server-side batching and metrics.
 
-Both front ends (REST and gRPC) hand a resolved `LoadedVersion`, a signature and input
-arrays to `Dispatcher.submit`, which returns a `concurrent.futures.Future` of the output
-arrays: the REST side awaits it with `asyncio.wrap_future`, the gRPC side waits on it.
+Both front ends (REST and gRPC) hand a resolved `LoadedVersion`, a signature, input
+arrays and an asyncio future of their event loop to `Dispatcher.submit`; the outputs (or
+the encoder's reply) are set on that future on its loop (`serving.loop_delivery`), and the
+front end awaits it within its deadline (`serving.deadlines`). Without a future, `submit`
+returns a `concurrent.futures.Future`.
 """
 
 import asyncio
