@@ -215,6 +215,22 @@ def test_one_float_copy_of_the_item_vectors(trained, exports, variant):
   assert len(tables) == 1, tables
 
 
+@pytest.mark.parametrize("variant", ["scann", "mixed"])
+def test_user_and_item_ids_live_in_the_checkpoint_not_in_the_graph(trained, exports,
+                                                                    variant):
+  """The id tables read their keys from variables: as constants, 10M item ids sat in
+  saved_model.pb, which the model server parses and copies into its graphs."""
+  _, _, vocabularies = trained
+  with open(os.path.join(exports[variant], "saved_model.pb"), "rb") as f:
+    graph = f.read()
+  ids = [vocabularies.item_ids[0], vocabularies.item_ids[-1], vocabularies.user_ids[0],
+         vocabularies.user_ids[-1]]
+  assert [i for i in ids if str(i).encode() in graph] == []
+  checkpoint = os.path.join(exports[variant], "variables", "variables")
+  names = [name for name, _ in tf.train.list_variables(checkpoint)]
+  assert any("item_id_of_row" in n for n in names) and any("user_ids" in n for n in names)
+
+
 def test_bad_requests_are_invalid_argument(exports, tmp_path):
   ok = {"user_id": ["u001"], "condition": ["c01"], "k": [3], "filter": ["none"]}
   cases = [({"k": [0]}, "k must be in 1..12"), ({"k": [MAX_K + 1]}, "k must be in 1..12"),

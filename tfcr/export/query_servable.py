@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tfcr.data.conditions import NUM_RESERVED
 from tfcr.errors import ConfigError
-from tfcr.export.servable import condition_table, user_table
+from tfcr.export.servable import condition_table, id_variable, user_table
 
 OUTPUT = "query_embedding"
 CATALOG_FILE = "tfcr_catalog.json"  # in assets.extra/: where the items are searched
@@ -37,7 +37,8 @@ class QueryServable(tf.Module):
     super().__init__(name="tfcr_query_servable")
     self.query_tower = query_tower
     self.conditional = conditional
-    self.user_table = user_table(vocabularies)
+    self.user_ids = id_variable(vocabularies.user_ids, "user_ids")
+    self.user_table = user_table(self.user_ids)
     self.condition_table = condition_table(vocabularies.conditions)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),

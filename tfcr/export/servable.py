@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import lookup_ops  # TableInitializerBase: no public alias
 
 from tfcr.data.conditions import NONE_ID, NUM_RESERVED, OOV_ID
 from tfcr.errors import ConfigError
@@ -38,10 +39,35 @@ def _string_table(keys, values, default):
   return tf.lookup.StaticHashTable(initializer, default_value=default)
 
 
-def user_table(vocabularies):
+class _PositionInitializer(lookup_ops.TableInitializerBase):
+  """Fills a string -> int32 table from a string variable: ids[skip + i] -> first + i.
+
+  A KeyValueTensorInitializer's keys are a constant of the traced initializer, so a 10M
+  catalog's ids would sit in saved_model.pb, which the model server's loader parses and
+  copies into its graphs (and keeps as the init op's constant). Read from a variable,
+  they are in the checkpoint once and the graph stays small; both SavedModel loaders
+  restore variables before they run the table initializers.
+  """
+
+  def __init__(self, ids: tf.Variable, skip: int, first: int):
+    self._ids, self._skip, self._first = ids, skip, first
+    super().__init__(tf.string, tf.int32)
+
+  def initialize(self, table):
+    keys = self._ids[self._skip:]
+    values = tf.range(self._first, self._first + tf.size(keys, out_type=tf.int32))
+    return tf.raw_ops.LookupTableImportV2(table_handle=table.resource_handle, keys=keys,
+                                          values=values)
+
+
+def id_variable(ids, name: str) -> tf.Variable:
+  """A string variable of ids (the tables read their keys from it; see above)."""
+  return tf.Variable(np.asarray(ids).astype(str).astype(object), trainable=False, name=name)
+
+
+def user_table(user_ids: tf.Variable):
   """User id string -> model user id (row + 1; 0, the unknown user, for any other)."""
-  return _string_table(vocabularies.user_ids,
-                       np.arange(1, len(vocabularies.user_ids) + 1, dtype=np.int32), 0)
+  return tf.lookup.StaticHashTable(_PositionInitializer(user_ids, 0, 1), default_value=0)
 
 
 def condition_table(conditions):
@@ -86,14 +112,14 @@ class Servable(tf.Module):
     self.conditional = conditional
     self.query_tower = query_tower
     conditions = vocabularies.conditions
-    self.user_table = user_table(vocabularies)
+    self.user_ids = id_variable(vocabularies.user_ids, "user_ids")
+    self.user_table = user_table(self.user_ids)
     self.condition_table = condition_table(conditions)
-    self.item_table = _string_table(vocabularies.item_ids,
-                                    np.arange(len(vocabularies.item_ids), dtype=np.int32), -1)
     # Item row r's id at r + 1; "" first, for row -1 (no item).
-    self.item_id_of_row = tf.Variable(
-        np.concatenate([[""], np.asarray(vocabularies.item_ids).astype(str)]).astype(object),
-        trainable=False, name="item_id_of_row")
+    self.item_id_of_row = id_variable(
+        np.concatenate([[""], np.asarray(vocabularies.item_ids).astype(str)]), "item_id_of_row")
+    self.item_table = tf.lookup.StaticHashTable(
+        _PositionInitializer(self.item_id_of_row, 1, 0), default_value=-1)
     tuning_queries = (sample_queries(query_tower, conditional, vocabularies)
                       if index == "scann" else None)
     self.index = make_index(index, item_embeddings, self.max_k, tuning_queries,
