@@ -116,8 +116,8 @@ class Servable(tf.Module):
     self.user_table = user_table(self.user_ids)
     self.condition_table = condition_table(conditions)
     # Item row r's id at r + 1; "" first, for row -1 (no item).
-    self.item_id_of_row = id_variable(
-        np.concatenate([[""], np.asarray(vocabularies.item_ids).astype(str)]), "item_id_of_row")
+    self.item_id_of_row = id_variable(np.concatenate([[""], vocabularies.item_ids]),
+                                      "item_id_of_row")
     self.item_table = tf.lookup.StaticHashTable(
         _PositionInitializer(self.item_id_of_row, 1, 0), default_value=-1)
     tuning_queries = (sample_queries(query_tower, conditional, vocabularies)
