@@ -30,12 +30,18 @@ ratios are taken within the run:
      server share the 2 cores: this row shows the server with a cheap client;
    * `grpc`: the official `PredictionServiceStub` on a `grpc.aio` channel (local
      subchannel pool: one HTTP/2 connection per client);
+   * `rest_h2load`, `grpc_h2load`: nghttp2's h2load (a C client, `apt-get install
+     nghttp2-client`), one connection per client, the first query's request repeated:
+     the server measured with next to no client CPU on the shared cores (gRPC errors,
+     which h2load cannot see, are taken from the server's request_count by status);
+     with grpc_h2load, the status rows add GetModelStatus over h2load;
    * at the largest N, status calls (REST GET model status, gRPC GetModelStatus) give the
      server's cost per request without the model.
    Throughput counts the requests completed in the measured window; latency percentiles
    are over them. From /proc: CPU per request of the server (all threads, and its main
-   thread, which runs the REST event loop) and of the load generator, and the cores
-   other jobs used meanwhile.
+   thread, which runs the REST event loop) and of the load generator, the share of a
+   core the server's busiest thread used, the cores other jobs used meanwhile and the
+   cores left idle.
 4. In-process reference: this process loads the same SavedModel as the server does
    (`serving.model_manager.LoadedVersion`: a Session, NumPy in and out, ops on the
    calling thread) and calls it as the server does (`LoadedVersion.run`). A latency
@@ -139,6 +145,22 @@ def cpu_seconds(pid: int, tid: int = None) -> float:
   return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict:
+  """{thread id: utime + stime in seconds} of every thread of a process."""
+  seconds = {}
+  for tid in os.listdir(f"/proc/{pid}/task"):
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+      seconds[tid] = cpu_seconds(pid, tid)
+  return seconds
+
+
+def busiest_thread_cores(first: dict, last: dict, window: float) -> float:
+  """The largest share of a core one thread used between two thread_cpu_seconds readings.
+  Near 1.0 with cores idle, that thread is the limit. Python threads that share the GIL
+  can be the limit well below it: the server's cores then stay near 1 with cores idle."""
+  return max([(last[t] - first.get(t, 0.0)) / window for t in last] or [0.0])
+
+
 def machine_busy_seconds() -> float:
   """CPU seconds all cores spent busy since boot (for the other jobs' share)."""
   with open("/proc/stat") as f:
@@ -222,6 +244,9 @@ class ServerProcess:
       name = re.split(r"[{ ]", line, 1)[0]
       if name.endswith("_sum") or name.endswith("_count"):
         totals[name] = totals.get(name, 0.0) + float(line.rsplit(None, 1)[1])
+      if name.endswith(":request_count") and 'status="OK"' not in line:
+        totals["failed_requests"] = (totals.get("failed_requests", 0.0)
+                                     + float(line.rsplit(None, 1)[1]))
     return totals
 
   def tail(self, lines=30):
@@ -275,8 +300,11 @@ KINDS = {  # protocol -> what its rows are called
     "rest": "REST (httpx)",
     "rest_raw": "REST (raw socket)",
     "grpc": "gRPC",
+    "rest_h2load": "REST (h2load, C)",
+    "grpc_h2load": "gRPC (h2load, C)",
     "rest_status": "REST GET status (raw socket)",
     "grpc_status": "gRPC GetModelStatus",
+    "grpc_status_h2load": "gRPC GetModelStatus (h2load, C)",
 }
 
 
@@ -502,9 +530,10 @@ def _load_worker(conn, queries):
 class LoadPool:
   """--load_processes persistent load-generator processes (spawned: no TF state shared)."""
 
-  def __init__(self, processes, queries, seed):
+  def __init__(self, processes, queries, seed, workdir):
     context = multiprocessing.get_context("spawn")
     self.seed = seed
+    self.queries, self.workdir = queries, workdir
     self.conns, self.procs = [], []
     for _ in range(processes):
       parent, child = context.Pipe()
@@ -547,6 +576,7 @@ class LoadPool:
               "machine": machine_busy_seconds(), "wall": time.monotonic()}
 
     time.sleep(max(0.0, t_measure - time.monotonic()))
+    first_threads = thread_cpu_seconds(server.pid)
     first = read()
     samples = [(0.0, sampler())] if sampler else []
     while time.monotonic() < t_end:
@@ -554,6 +584,7 @@ class LoadPool:
       if sampler and time.monotonic() < t_end - 0.5:
         samples.append((time.monotonic() - t_measure, sampler()))
     last = read()
+    last_threads = thread_cpu_seconds(server.pid)
     if sampler:
       samples.append((last["wall"] - t_measure, sampler()))
     replies = [conn.recv() for conn in used]
@@ -563,6 +594,8 @@ class LoadPool:
     window = last["wall"] - first["wall"]
     cores = {k: (last[k] - first[k]) / window for k in first if k != "wall"}
     cores["other"] = cores["machine"] - cores["server"] - cores["load"]
+    cores["idle"] = os.cpu_count() - cores["machine"]
+    cores["busiest_thread"] = busiest_thread_cores(first_threads, last_threads, window)
     throughput = len(ok) / duration
     per_request = {k: cores[k] / throughput * 1e3 if throughput else float("nan")
                    for k in ("server", "loop", "load")}
@@ -583,6 +616,10 @@ class LoadPool:
                    if duration >= 20 else [],
     }
 
+  def run_h2load(self, kind, server, clients, warmup, duration):
+    """`run` with nghttp2's h2load as the clients (`h2load_run`), the first query repeated."""
+    return h2load_run(kind, server, clients, warmup, duration, self.queries[0], self.workdir)
+
   def close(self):
     for conn in self.conns:
       with contextlib.suppress(OSError):
@@ -591,6 +628,103 @@ class LoadPool:
       process.join(10)
       if process.is_alive():
         process.kill()
+
+
+# ------------------------------------------------------------ the C load generator --
+
+H2LOAD_KINDS = ("rest_h2load", "grpc_h2load", "grpc_status_h2load")
+
+
+def h2load_path() -> str:
+  """nghttp2's h2load, or a one-line error naming the package that has it."""
+  path = shutil.which("h2load")
+  if path is None:
+    raise SystemExit("--protocols rest_h2load/grpc_h2load need nghttp2's h2load on PATH "
+                     "(Debian/Ubuntu: apt-get install nghttp2-client)")
+  return path
+
+
+def grpc_frame(message: bytes) -> bytes:
+  """A gRPC length-prefixed message: uncompressed flag, 4-byte big-endian length."""
+  return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load_run(kind, server, clients, warmup, duration, query, workdir):
+  """`clients` closed-loop connections of nghttp2's h2load (one request in flight each),
+  for --duration seconds after --warmup: the server measured with a client that costs
+  next to nothing (0.02-0.05 ms of CPU per request, against ~0.3 ms for the official gRPC
+  stub on grpc.aio).
+
+  h2load sends one body over and over, so every request is `query` (the model's cost does
+  not depend on which user asks: the index is scanned the same way). A gRPC error comes
+  back as HTTP 200 with a grpc-status trailer that h2load does not read: errors are
+  counted from the server's own request_count by status instead (`measure`).
+  """
+  from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
+  from tensorflow_serving.apis import get_model_status_pb2  # pylint: disable=import-outside-toplevel
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
+  body = os.path.join(workdir, f"{kind}.body")
+  handle, log_file = tempfile.mkstemp(prefix=f"{kind}-", suffix=".log", dir=workdir)
+  os.close(handle)  # h2load writes it
+  command = [h2load_path(), f"-c{clients}", "-m1", "-t1", f"-D{duration:g}",
+             f"--warm-up-time={warmup:g}", "-d", body, f"--log-file={log_file}"]
+  if kind in ("grpc_h2load", "grpc_status_h2load"):
+    if kind == "grpc_h2load":
+      message = grpc_request(query, predict_pb2, types_pb2)
+      path = "tensorflow.serving.PredictionService/Predict"
+    else:  # the server's cost per gRPC call without the model
+      message = get_model_status_pb2.GetModelStatusRequest()
+      message.model_spec.name = MODEL
+      path = "tensorflow.serving.ModelService/GetModelStatus"
+    with open(body, "wb") as f:
+      f.write(grpc_frame(message.SerializeToString()))
+    command += ["-H", "content-type: application/grpc", "-H", "te: trailers",
+                f"http://{server.grpc_target}/{path}"]
+  else:
+    with open(body, "wb") as f:
+      f.write(rest_body(query))
+    command += ["--h1", "-H", "content-type: application/json", server.predict_url]
+  process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+  def read():
+    return {"server": cpu_seconds(server.pid), "loop": cpu_seconds(server.pid, server.pid),
+            "load": cpu_seconds(process.pid), "machine": machine_busy_seconds(),
+            "wall": time.monotonic(), "threads": thread_cpu_seconds(server.pid)}
+
+  # CPU is read over the middle of the measured window (h2load starts measuring once its
+  # connections are up and the warm-up is over, which a reader outside cannot see exactly).
+  time.sleep(warmup + 0.5)
+  first = read()
+  time.sleep(max(0.5, duration - 1.0))
+  last = read()
+  output = process.communicate()[0].decode("utf-8", "replace")
+  if process.returncode != 0:
+    raise RuntimeError(f"h2load exited with {process.returncode}:\n{output[-2000:]}")
+  with open(log_file) as f:  # start (us since the epoch), HTTP status, elapsed (us)
+    rows = np.array([[float(v) for v in line.split()[:3]] for line in f if line.strip()])
+  os.remove(log_file)
+  rows = rows.reshape(-1, 3)
+  # The log has the warm-up's requests too: keep those finished in the last `duration`
+  # seconds, the window h2load measures.
+  finished = rows[:, 0] + rows[:, 2]
+  rows = rows[finished > (finished.max() if len(rows) else 0.0) - duration * 1e6]
+  ok = rows[(rows[:, 1] >= 200) & (rows[:, 1] < 300), 2] / 1e6
+  window = last["wall"] - first["wall"]
+  cores = {k: (last[k] - first[k]) / window for k in ("server", "loop", "load", "machine")}
+  cores["other"] = cores["machine"] - cores["server"] - cores["load"]
+  cores["idle"] = os.cpu_count() - cores["machine"]
+  cores["busiest_thread"] = busiest_thread_cores(first["threads"], last["threads"], window)
+  throughput = len(ok) / duration
+  per_request = {k: cores[k] / throughput * 1e3 if throughput else float("nan")
+                 for k in ("server", "loop", "load")}
+  http_errors = int(len(rows) - len(ok))
+  pct = lambda q: float(np.percentile(ok, q) * 1e3) if len(ok) else float("nan")  # noqa: E731
+  return {"kind": kind, "server": server.label, "clients": clients,
+          "requests": int(len(rows)), "ok": int(len(ok)), "errors": http_errors,
+          "errors_total": http_errors, "completed_total": int(len(rows)),
+          "error_samples": [f"{http_errors} non-2xx replies"] if http_errors else [],
+          "throughput": throughput, "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+          "cores": cores, "cpu_ms_per_request": per_request, "samples": [], "per_10s": []}
 
 
 # --------------------------------------------------------------------- in-process --
@@ -705,9 +839,16 @@ def ceiling_phase(inproc, queries, sizes, rounds):
 def measure(pool, kind, server, clients, args):
   """One load cell: pool.run's result plus the server's metric deltas over the cell."""
   before = server.metrics()
-  result = pool.run(kind, server, clients, args.warmup, args.duration)
+  if kind in H2LOAD_KINDS:
+    result = pool.run_h2load(kind, server, clients, args.warmup, args.duration)
+  else:
+    result = pool.run(kind, server, clients, args.warmup, args.duration)
   after = server.metrics()
   result["server_metrics"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+  failed = int(result["server_metrics"].get("failed_requests", 0))
+  if kind in H2LOAD_KINDS and failed:  # gRPC errors are trailers h2load does not read
+    result["errors_total"] = max(result["errors_total"], failed)
+    result["error_samples"].append(f"the server counted {failed} failed requests")
   return result
 
 
@@ -770,7 +911,8 @@ def main():
   parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
   parser.add_argument("--protocols", default="rest,rest_raw,grpc",
                       help="rest (httpx), rest_raw (minimal asyncio HTTP/1.1 client: "
-                           "less client CPU), grpc")
+                           "less client CPU), grpc, and rest_h2load, grpc_h2load (nghttp2's "
+                           "h2load, a C client: next to no client CPU)")
   parser.add_argument("--batching", default="32:1000:1,64:2000:2",
                       help="comma-separated batching configurations "
                            "max_batch_size:batch_timeout_micros:num_batch_threads"
@@ -805,8 +947,10 @@ def main():
   args = parser.parse_args()
   clients = [int(c) for c in args.clients.split(",")]
   protocols = [p.strip().lower() for p in args.protocols.split(",") if p.strip()]
-  if not set(protocols) <= {"rest", "rest_raw", "grpc"}:
-    parser.error("--protocols: any of rest, rest_raw, grpc")
+  if not set(protocols) <= {"rest", "rest_raw", "grpc", "rest_h2load", "grpc_h2load"}:
+    parser.error("--protocols: any of rest, rest_raw, grpc, rest_h2load, grpc_h2load")
+  if set(protocols) & set(H2LOAD_KINDS):
+    h2load_path()
   batchings = [parse_batching(s) for s in args.batching.split(",") if s]
 
   workdir = tempfile.mkdtemp(prefix="bench_server_")
@@ -832,7 +976,7 @@ def main():
       trials = [ServerProcess(f"{label} +grpc16", export_dir, workdir, batchings[0],
                               flags=["--grpc_max_threads=16"])]
       servers += trials
-    pool = LoadPool(args.load_processes, queries, args.seed + 1)
+    pool = LoadPool(args.load_processes, queries, args.seed + 1, workdir)
     for server in servers:
       server.wait_ready()
     log("servers ready: " + ", ".join(f"{s.label} (pid {s.pid}, RSS {rss_mb(s.pid):.0f} MB)"
@@ -873,6 +1017,8 @@ def main():
              for server in main_servers]
     if not args.no_floor:
       cells += [(max(clients), kind, servers[0]) for kind in ("rest_status", "grpc_status")]
+      if "grpc_h2load" in protocols:
+        cells.append((max(clients), "grpc_status_h2load", servers[0]))
     runs = {}
     for r in range(args.rounds):
       for n, kind, server in (cells if r % 2 == 0 else cells[::-1]):
@@ -883,7 +1029,8 @@ def main():
             f"{result['throughput']:7.1f} req/s p50 {result['p50_ms']:6.2f} ms "
             f"p99 {result['p99_ms']:7.2f} ms errors {result['errors_total']} | server "
             f"{c['server']:.2f} cores ({per['server']:.2f} ms/req, loop {per['loop']:.2f}) "
-            f"load {c['load']:.2f} other {c['other']:.2f}"
+            f"busiest thread {c['busiest_thread']:.2f}, load {c['load']:.2f} other "
+            f"{c['other']:.2f} idle {c['idle']:.2f}"
             + (f" | mean batch {mean_batch(result):.1f}" if server.batching else ""))
         if result["error_samples"]:
           log(f"  errors: {result['error_samples']}")
@@ -981,6 +1128,8 @@ def summarize(key, rs):
           "server_cores": median(lambda r: r["cores"]["server"]),
           "load_cores": median(lambda r: r["cores"]["load"]),
           "other_cores": median(lambda r: r["cores"]["other"]),
+          "busiest_thread_cores": median(lambda r: r["cores"]["busiest_thread"]),
+          "idle_cores": median(lambda r: r["cores"]["idle"]),
           "error_samples": [e for r in rs for e in r["error_samples"]][:3]}
 
 
@@ -1009,7 +1158,7 @@ def report(results, servers, clients, protocols):
   print("### Load: closed loop, single-query requests\n")
   by_key = {(r["clients"], r["kind"], r["server"]): r for r in results["load"]}
   rows = []
-  for kind in protocols + ["rest_status", "grpc_status"]:
+  for kind in protocols + ["rest_status", "grpc_status", "grpc_status_h2load"]:
     for n in clients:
       for server in servers:
         r = by_key.get((n, kind, server.label))
@@ -1019,10 +1168,13 @@ def report(results, servers, clients, protocols):
                      fmt(r["p99_ms"], 2), r["errors"],
                      fmt(r["mean_batch"]) if server.batching else "-",
                      fmt(r["runtime_ms"], 2), fmt(r["server_ms"], 2), fmt(r["loop_ms"], 2),
-                     fmt(r["load_ms"], 2), fmt(r["other_cores"], 2)])
+                     fmt(r["load_ms"], 2), fmt(r["server_cores"], 2),
+                     fmt(r["busiest_thread_cores"], 2), fmt(r["other_cores"], 2),
+                     fmt(r["idle_cores"], 2)])
   print_table(["client", "server", "clients", "req/s", "p50 ms", "p99 ms", "errors",
                "mean batch", "model call ms", "server CPU ms/req", "main thread CPU ms/req",
-               "load-gen CPU ms/req", "other jobs (cores)"], rows)
+               "load-gen CPU ms/req", "server cores", "busiest server thread (cores)",
+               "other jobs (cores)", "idle (cores)"], rows)
 
   n = max(clients)
   print(f"### Batching speed-up at {n} clients (req/s with batching / without)\n")
