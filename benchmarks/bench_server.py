@@ -169,6 +169,30 @@ def machine_busy_seconds() -> float:
   return (sum(values[:8]) - idle) / CLK_TCK
 
 
+def read_cpu(server_pid: int, load_pids) -> dict:
+  """CPU seconds so far of the server (all threads, its main thread, each thread), of the
+  load generator's processes and of the whole machine, with the time of the reading."""
+  return {"server": cpu_seconds(server_pid), "loop": cpu_seconds(server_pid, server_pid),
+          "load": sum(cpu_seconds(p) for p in load_pids), "machine": machine_busy_seconds(),
+          "wall": time.monotonic(), "threads": thread_cpu_seconds(server_pid)}
+
+
+def cores_between(first: dict, last: dict) -> dict:
+  """Cores used between two read_cpu readings: server, loop, load, machine, other jobs,
+  idle, and the server's busiest thread."""
+  window = last["wall"] - first["wall"]
+  cores = {k: (last[k] - first[k]) / window for k in ("server", "loop", "load", "machine")}
+  cores["other"] = cores["machine"] - cores["server"] - cores["load"]
+  cores["idle"] = os.cpu_count() - cores["machine"]
+  cores["busiest_thread"] = busiest_thread_cores(first["threads"], last["threads"], window)
+  return cores
+
+
+def cpu_ms_per_request(cores: dict, throughput: float) -> dict:
+  return {k: cores[k] / throughput * 1e3 if throughput else float("nan")
+          for k in ("server", "loop", "load")}
+
+
 def rss_mb(pid: int) -> float:
   with open(f"/proc/{pid}/status") as f:
     for line in f:
@@ -570,13 +594,9 @@ class LoadPool:
     load_pids = [p.pid for p, c in zip(self.procs, self.conns) if c in used]
 
     def read():
-      return {"server": cpu_seconds(server.pid),
-              "loop": cpu_seconds(server.pid, server.pid),
-              "load": sum(cpu_seconds(p) for p in load_pids),
-              "machine": machine_busy_seconds(), "wall": time.monotonic()}
+      return read_cpu(server.pid, load_pids)
 
     time.sleep(max(0.0, t_measure - time.monotonic()))
-    first_threads = thread_cpu_seconds(server.pid)
     first = read()
     samples = [(0.0, sampler())] if sampler else []
     while time.monotonic() < t_end:
@@ -584,21 +604,15 @@ class LoadPool:
       if sampler and time.monotonic() < t_end - 0.5:
         samples.append((time.monotonic() - t_measure, sampler()))
     last = read()
-    last_threads = thread_cpu_seconds(server.pid)
     if sampler:
       samples.append((last["wall"] - t_measure, sampler()))
     replies = [conn.recv() for conn in used]
     latencies = np.concatenate([r["latencies"] for r in replies])
     completions = np.concatenate([r["completions"] for r in replies])
     ok = latencies[latencies >= 0]
-    window = last["wall"] - first["wall"]
-    cores = {k: (last[k] - first[k]) / window for k in first if k != "wall"}
-    cores["other"] = cores["machine"] - cores["server"] - cores["load"]
-    cores["idle"] = os.cpu_count() - cores["machine"]
-    cores["busiest_thread"] = busiest_thread_cores(first_threads, last_threads, window)
+    cores = cores_between(first, last)
     throughput = len(ok) / duration
-    per_request = {k: cores[k] / throughput * 1e3 if throughput else float("nan")
-                   for k in ("server", "loop", "load")}
+    per_request = cpu_ms_per_request(cores, throughput)
     return {
         "kind": kind, "server": server.label, "clients": clients,
         "requests": int(len(latencies)), "ok": int(len(ok)),
@@ -686,17 +700,12 @@ def h2load_run(kind, server, clients, warmup, duration, query, workdir):
     command += ["--h1", "-H", "content-type: application/json", server.predict_url]
   process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-  def read():
-    return {"server": cpu_seconds(server.pid), "loop": cpu_seconds(server.pid, server.pid),
-            "load": cpu_seconds(process.pid), "machine": machine_busy_seconds(),
-            "wall": time.monotonic(), "threads": thread_cpu_seconds(server.pid)}
-
   # CPU is read over the middle of the measured window (h2load starts measuring once its
   # connections are up and the warm-up is over, which a reader outside cannot see exactly).
   time.sleep(warmup + 0.5)
-  first = read()
+  first = read_cpu(server.pid, [process.pid])
   time.sleep(max(0.5, duration - 1.0))
-  last = read()
+  last = read_cpu(server.pid, [process.pid])
   output = process.communicate()[0].decode("utf-8", "replace")
   if process.returncode != 0:
     raise RuntimeError(f"h2load exited with {process.returncode}:\n{output[-2000:]}")
@@ -709,14 +718,9 @@ def h2load_run(kind, server, clients, warmup, duration, query, workdir):
   finished = rows[:, 0] + rows[:, 2]
   rows = rows[finished > (finished.max() if len(rows) else 0.0) - duration * 1e6]
   ok = rows[(rows[:, 1] >= 200) & (rows[:, 1] < 300), 2] / 1e6
-  window = last["wall"] - first["wall"]
-  cores = {k: (last[k] - first[k]) / window for k in ("server", "loop", "load", "machine")}
-  cores["other"] = cores["machine"] - cores["server"] - cores["load"]
-  cores["idle"] = os.cpu_count() - cores["machine"]
-  cores["busiest_thread"] = busiest_thread_cores(first["threads"], last["threads"], window)
+  cores = cores_between(first, last)
   throughput = len(ok) / duration
-  per_request = {k: cores[k] / throughput * 1e3 if throughput else float("nan")
-                 for k in ("server", "loop", "load")}
+  per_request = cpu_ms_per_request(cores, throughput)
   http_errors = int(len(rows) - len(ok))
   pct = lambda q: float(np.percentile(ok, q) * 1e3) if len(ok) else float("nan")  # noqa: E731
   return {"kind": kind, "server": server.label, "clients": clients,
