@@ -593,17 +593,14 @@ class LoadPool:
         offset += share
     load_pids = [p.pid for p, c in zip(self.procs, self.conns) if c in used]
 
-    def read():
-      return read_cpu(server.pid, load_pids)
-
     time.sleep(max(0.0, t_measure - time.monotonic()))
-    first = read()
+    first = read_cpu(server.pid, load_pids)
     samples = [(0.0, sampler())] if sampler else []
     while time.monotonic() < t_end:
       time.sleep(max(0.0, min(sample_every, t_end - time.monotonic())))
       if sampler and time.monotonic() < t_end - 0.5:
         samples.append((time.monotonic() - t_measure, sampler()))
-    last = read()
+    last = read_cpu(server.pid, load_pids)
     if sampler:
       samples.append((last["wall"] - t_measure, sampler()))
     replies = [conn.recv() for conn in used]
