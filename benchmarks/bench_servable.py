@@ -832,9 +832,9 @@ def _export_child(size, method, path, args):
   built = time.perf_counter()
   catalog.embeddings = None  # the servable holds its own copies: not kept while saving
   gc.collect()
-  tuning = getattr(servable.index, "tuning", None)
-  if tuning is not None:
-    log("  " + tuning.describe(servable.index.num_leaves))
+  if getattr(servable.index, "tuning", None) is not None:
+    for line in servable.index.describe_tuning().splitlines():
+      log("  " + line)
   target = save_version(servable, catalog.vocabularies, os.path.dirname(path),
                         int(os.path.basename(path)))
   done = time.perf_counter()

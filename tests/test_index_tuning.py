@@ -4,6 +4,7 @@
 import tfcr  # noqa: F401  (first: it sets TF_USE_LEGACY_KERAS)  pylint: disable=g-import-not-at-top
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 from tfcr.index import tuning as index_tuning  # pylint: disable=g-import-not-at-top
@@ -161,3 +162,89 @@ def test_scann_tree_size_grows_as_the_square_root():
   assert [scann_leaves(n) for n in (1, 100, 10**6, 10**7)] == [1, 10, 1000, 3162]
   assert training_sample_size(1000, 32) == 1000
   assert training_sample_size(10**7, 3162) == 316_200
+
+
+def test_tuning_depths_grow_by_four_up_to_a_quarter_of_the_catalog():
+  assert index_tuning.tuning_depths(100, 10**6) == [400, 1600, 6400]
+  assert index_tuning.tuning_depths(100, 10**7) == [400, 1600, 6400]  # DEEPEST 10,000
+  assert index_tuning.tuning_depths(50, 20000) == [200, 800, 3200]
+  assert index_tuning.tuning_depths(10, 1682) == [40, 160]  # 640 > 1682 / 4
+  assert index_tuning.tuning_depths(100, 1000) == []
+
+
+def test_fewest_leaves_never_goes_below_at_least():
+  exact = {10: np.arange(10)[None, :].repeat(4, axis=0)}
+
+  def search(leaves, k):  # as above: 28 leaves are the fewest reaching 0.75 of 0.9
+    right = min(9, leaves // 4)
+    return np.concatenate([exact[k][:, :right], np.full((4, k - right), -1)], axis=1)
+
+  assert index_tuning.fewest_leaves(search, exact, 1000, 0.75, at_least=1).leaves == 28
+  assert index_tuning.fewest_leaves(search, exact, 1000, 0.75, at_least=20).leaves == 28
+  assert index_tuning.fewest_leaves(search, exact, 1000, 0.75, at_least=30).leaves == 30
+  assert index_tuning.fewest_leaves(search, exact, 40, 0.75, at_least=500).leaves == 40
+
+
+def test_sampled_members_are_a_share_and_depend_on_item_and_query_only():
+  rng = np.random.default_rng(0)
+  rows = rng.permutation(200_000).reshape(2, 100_000)
+  members = index_tuning.sampled_members(rows, 0.05, seed=1)
+  assert members.mean() == pytest.approx(0.05, abs=0.003)
+  # The same (item, query) pair, wherever it sits in a row: the same answer.
+  shuffled = rows[:, ::-1]
+  assert (index_tuning.sampled_members(shuffled, 0.05, seed=1) == members[:, ::-1]).all()
+  # Query ids, not positions, decide: row 1 alone with id 1 is row 1 of the pair.
+  alone = index_tuning.sampled_members(rows[1:], 0.05, seed=1, query_ids=[1])
+  assert (alone == members[1:]).all()
+  assert not (index_tuning.sampled_members(rows, 0.05, seed=2) == members).all()
+  assert not index_tuning.sampled_members(np.full((1, 5), -1), 1.0).any()  # padding
+
+
+def test_first_members_keeps_order_and_pads():
+  rows = np.array([[5, 3, 8, 1], [7, 2, 9, 4]])
+  members = np.array([[True, False, True, True], [False, False, True, False]])
+  assert index_tuning.first_members(rows, members, 2).tolist() == [[5, 8], [9, -1]]
+
+
+def test_deep_fetches_search_the_leaves_tuned_for_their_depth(clustered):
+  items, tuning, _ = clustered
+  index = ScannIndex(items, 50, tuning_queries=tuning, recall_target=0.97)
+  depths = [depth for depth, _ in index.depth_tuning]
+  leaves = [choice.leaves for _, choice in index.depth_tuning]
+  assert depths == [200, 800, 3200]
+  assert index.base_leaves <= leaves[0] <= leaves[1] <= leaves[2] <= index.num_leaves
+  assert leaves[-1] > index.base_leaves  # deep fetches needed more here
+  for _, choice in index.depth_tuning:
+    assert choice.recall[10] >= 0.97 * choice.ceiling[10]
+  at = lambda n: int(index.leaves_for(tf.constant(n)).numpy())
+  assert at(10) == at(50) == index.base_leaves
+  assert [at(200), at(800), at(3200), at(10**6)] == leaves + [leaves[-1]]
+  # Half-way on log(depth) between 200 and 800 (400): half-way between their leaves.
+  assert at(400) == int(np.ceil((leaves[0] + leaves[1]) / 2 - 1e-4))
+  assert "Fetches of 3200" in index.describe_tuning()
+
+
+def test_depth_tuning_lifts_a_strict_filters_recall(clustered):
+  """A fetch of n = 10 / share x 1.5 filtered to a random 1% of the items (as the
+  condition filter's streaming path does), against NumPy's exact top-10 of that 1%."""
+  items, tuning, held_out = clustered
+  index = ScannIndex(items, 50, tuning_queries=tuning, recall_target=0.97)
+  rng = np.random.default_rng(7)
+  chosen = np.zeros(len(items), bool)
+  chosen[rng.permutation(len(items))[:len(items) // 100]] = True
+  subset = np.flatnonzero(chosen)
+  exact = subset[_numpy_top(items[subset], held_out, 10)]
+  n = int(np.ceil(10 / 0.01 * 1.5))
+
+  def strict_recall():
+    _, rows = index.search(held_out, n)
+    kept = [[r for r in row if r >= 0 and chosen[r]][:10] for row in rows.numpy()]
+    return np.mean([len(set(k) & set(e)) / 10 for k, e in zip(kept, exact)])
+
+  tuned = strict_recall()
+  saved, index.depth_tuning = index.depth_tuning, []
+  try:
+    base = strict_recall()
+  finally:
+    index.depth_tuning = saved
+  assert tuned > base + 0.05

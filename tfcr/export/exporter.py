@@ -114,9 +114,9 @@ def export_servable(model_dir: str, export_dir: str, index: str = "scann", max_k
                       recall_target=recall_target)
   del embeddings  # the servable holds its own copies
   built = time.perf_counter()
-  tuning = getattr(servable.index, "tuning", None)
-  if tuning is not None:
-    log(tuning.describe(servable.index.num_leaves))
+  if getattr(servable.index, "tuning", None) is not None:
+    for line in servable.index.describe_tuning().splitlines():
+      log(line)
   log(f"Built the {index} servable of {len(vocabularies.item_ids):,} items in "
       f"{built - started:.1f} s; saving it.")
   target = save_version(servable, vocabularies, export_dir, version)

@@ -82,6 +82,7 @@ class ScannIndex(tf.Module):
         1, int(math.ceil(self.num_leaves * leaves_to_search_share)), min_leaves_to_search,
         int(math.ceil(min_points_to_search / per_leaf))))
     # Exact re-ranking of a few hundred AH candidates recovers the true top-k.
+    self.max_k = int(max_k)
     self.reorder = int(reorder or max(250, 4 * max_k))
     # One tensor for the build and the tuning's exact search: the array's own memory when
     # it is aligned (tfcr.utils.aligned; the exporter's embeddings are), else one copy.
@@ -107,9 +108,14 @@ class ScannIndex(tf.Module):
     searcher = builder.build()
     del builder  # it holds `table`
     self.tuning = None
+    # (depth, leaves) past max_k, leaves growing with depth (tfcr.index.tuning); empty
+    # without tuning queries: deep fetches then get the base leaves and the 2n floor.
+    self.depth_tuning = []
     if tuning_queries is not None and len(tuning_queries) and self.num_leaves > 1:
       self.tuning = self._tune(searcher, table, tuning_queries, recall_target, max_k)
       self.base_leaves = self.tuning.leaves
+      self.depth_tuning = self._tune_depths(searcher, table, tuning_queries, recall_target,
+                                            max_k)
     del table
     self.state = searcher.serialize_to_module()
     # The build's searcher holds its own copy of every vector (2.4 GiB at 10M items) and
@@ -133,6 +139,66 @@ class ScannIndex(tf.Module):
       return rows.numpy()
 
     return index_tuning.fewest_leaves(search, exact, self.num_leaves, target)
+
+  def _tune_depths(self, searcher, embeddings, queries, target, max_k):
+    """[(depth, LeafChoice)] for the depths past max_k, each at least the leaves of the
+    depth before: the fewest whose filtered recall@k (`tfcr.index.tuning`) at that
+    depth reaches `target` times the every-leaf one."""
+    depths = index_tuning.tuning_depths(max_k, self.num_items)
+    if not depths:
+      return []
+    k = min(index_tuning.TUNING_K, self.num_items)
+    queries = np.asarray(queries, np.float32)[:index_tuning.DEPTH_QUERIES]
+    # Twice the deepest depth: enough members for an exact filtered top-k (~30 expected).
+    exact_all = index_tuning.exact_top_k(embeddings, queries,
+                                         min(2 * depths[-1], self.num_items))  # best first
+    tuned, leaves = [], self.base_leaves
+    for seed, depth in enumerate(depths):
+      share = k * index_tuning.FETCH_OVERFETCH / depth
+      exact = index_tuning.first_members(
+          exact_all, index_tuning.sampled_members(exact_all, share, seed), k)
+      full = (exact >= 0).all(axis=1)  # queries whose exact filtered top-k is complete
+      at = tf.constant(queries[full])
+
+      def search(leaves_, _, at=at, depth=depth, share=share, seed=seed, full=full):
+        rows, scores = searcher.search_batched_parallel(
+            at, final_num_neighbors=depth, pre_reorder_num_neighbors=self.pre_reorder(depth),
+            leaves_to_search=leaves_)
+        rows = np.where(np.isnan(scores.numpy()), -1, rows.numpy())  # ScaNN's padding
+        # Members by the query's id in the whole sample, as for the exact list.
+        members = index_tuning.sampled_members(rows, share, seed, np.flatnonzero(full))
+        return index_tuning.first_members(rows, members, k)
+
+      choice = index_tuning.fewest_leaves(search, {k: exact[full]}, self.num_leaves, target,
+                                          at_least=leaves)
+      tuned.append((depth, choice))
+      leaves = choice.leaves
+    return tuned
+
+  def describe_tuning(self) -> str:
+    """What the tuning chose, one line per depth (the export prints it)."""
+    lines = [self.tuning.describe(self.num_leaves)] if self.tuning else []
+    lines += [f"Fetches of {depth} (a strict filter on "
+              f"{index_tuning.TUNING_K * index_tuning.FETCH_OVERFETCH / depth:.2%} of the "
+              f"items; recall of its top {index_tuning.TUNING_K}): "
+              f"{choice.describe(self.num_leaves)}" for depth, choice in self.depth_tuning]
+    return "\n".join(lines)
+
+  def leaves_for(self, n: tf.Tensor) -> tf.Tensor:
+    """Leaves to search for a fetch of n (int32 scalar): the base leaves up to max_k, then
+    interpolated on log(depth) between the tuned depths, the deepest's beyond it."""
+    if not self.depth_tuning:
+      return tf.constant(self.base_leaves)
+    depths = [self.max_k] + [depth for depth, _ in self.depth_tuning]
+    counts = [self.base_leaves] + [choice.leaves for _, choice in self.depth_tuning]
+    log_depths = tf.constant(np.log(depths), tf.float32)
+    counts = tf.constant(counts, tf.float32)
+    x = tf.math.log(tf.cast(tf.maximum(n, self.max_k), tf.float32))
+    i = tf.clip_by_value(
+        tf.searchsorted(log_depths, tf.reshape(x, [1]), side="right")[0] - 1,
+        0, len(depths) - 2)
+    t = tf.clip_by_value((x - log_depths[i]) / (log_depths[i + 1] - log_depths[i]), 0.0, 1.0)
+    return tf.cast(tf.math.ceil(counts[i] + t * (counts[i + 1] - counts[i])), tf.int32)
 
   def pre_reorder(self, n):
     """AH candidates re-ranked exactly for a fetch of n: at least `reorder`; large
@@ -176,14 +242,16 @@ class _BoundScann:
     n = tf.cast(n, tf.int32)
     if max_n is None or max_n > self.num_items:
       n = tf.minimum(n, self.num_items)
-    # Enough leaves to hold ~2n points, never fewer than the tuned default.
+    # The leaves tuned for a fetch this deep, and enough to hold ~2n points.
     per_leaf = self.num_items / index.num_leaves
     if index.num_leaves == 1:
       leaves = tf.constant(-1)
-    elif max_n is not None and math.ceil(2.0 * max_n / per_leaf) <= index.base_leaves:
+    elif (max_n is not None and max_n <= index.max_k
+          and math.ceil(2.0 * max_n / per_leaf) <= index.base_leaves):
       leaves = tf.constant(index.base_leaves)
     else:
       leaves = tf.cast(tf.math.ceil(2.0 * tf.cast(n, tf.float32) / per_leaf), tf.int32)
+      leaves = tf.maximum(leaves, index.leaves_for(n))
       leaves = tf.clip_by_value(leaves, index.base_leaves, index.num_leaves)
     rows, scores = searcher.search_batched(
         queries, final_num_neighbors=n, pre_reorder_num_neighbors=index.pre_reorder(n),

@@ -12,10 +12,21 @@ between the step found and the one below) for the fewest leaves whose recall rea
 (partitions lose more of a long list: on MovieLens 24 of 41
 leaves kept recall@10 at 0.99 but recall@100 at 0.965). Searching fewer leaves is the
 largest latency lever the servable has (2-3 us per 1,000-point leaf).
+
+Deeper fetches get leaf counts of their own (`tuning_depths`). The condition filter's
+strict search fetches n = k / share x overfetch candidates and keeps the top k of those
+having the condition; the leaves that hold recall@100 lose some of them (measured at 1M
+items: strict recall@10 0.941 at share 10% with the base leaves, 0.967 with twice as many;
+at 2%, 0.912 and 0.951). So the exporter also tunes, at depths D = 4 max_k, 16 max_k, ...,
+that filtered recall: each query keeps a pseudo-random share k x overfetch / D of the items
+(`sampled_members`), and the top k of its fetch of D among them are compared with its exact
+top k among them, against the same with every leaf searched. (Plain recall@D would not do:
+with re-ranking capped, its every-leaf ceiling falls to 0.75 at D = 6,400 on 1M items, and a
+share of that ceiling asks for too few leaves.) The search interpolates between depths.
 """
 
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,6 +37,15 @@ import tensorflow as tf
 DEFAULT_RECALL_TARGET = 0.97
 TUNING_K = 10
 SAMPLE_SIZE = 1000
+# Depths past max_k: x4 apart (the condition filter's growth between rounds), up to
+# DEEPEST and a quarter of the catalog; each tuned on DEPTH_QUERIES of the sample (a
+# recall@D of 200 queries averages 200 D hits, as precise as recall@10 on 1,000).
+DEPTH_GROWTH = 4
+DEEPEST = 10_000
+DEPTH_QUERIES = 200
+# The condition filter's default over-fetch (tfcr.export.condition_filter): a fetch of
+# depth D serves a condition of share TUNING_K x FETCH_OVERFETCH / D.
+FETCH_OVERFETCH = 1.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +87,42 @@ def recall(approximate: np.ndarray, exact: np.ndarray) -> float:
   return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approximate, exact)]))
 
 
+def tuning_depths(max_k: int, num_items: int) -> List[int]:
+  """The fetch depths past max_k to tune leaves for: 4 max_k, 16 max_k, ... up to
+  min(DEEPEST, num_items / 4) (deeper than that, a fetch is a sizeable share of the
+  catalog and the 2n-points floor of the search decides its leaves)."""
+  depths, depth = [], max_k * DEPTH_GROWTH
+  while depth <= min(DEEPEST, num_items // 4):
+    depths.append(depth)
+    depth *= DEPTH_GROWTH
+  return depths
+
+
+def sampled_members(rows: np.ndarray, share: float, seed: int = 0,
+                    query_ids: Optional[np.ndarray] = None) -> np.ndarray:
+  """Whether each item of rows [Q, n] belongs to its query's pseudo-random item set of
+  the given share: a hash of (item, query id, seed), so an item is in or out for a query
+  wherever it appears (in the exact and in the approximate list alike). query_ids: [Q],
+  the queries' ids (default 0..Q-1)."""
+  items = np.maximum(rows, 0).astype(np.uint64)
+  if query_ids is None:
+    query_ids = np.arange(len(rows))
+  query = np.asarray(query_ids, np.uint64)[:, None] + np.uint64(1)
+  mixed = (items * np.uint64(0x9E3779B1) + query * np.uint64(0x85EBCA77)
+           + np.uint64(seed) * np.uint64(0xC2B2AE3D)) & np.uint64(0xFFFFFFFF)
+  mixed = (mixed ^ (mixed >> np.uint64(15))) * np.uint64(0x2C1B3C6D) & np.uint64(0xFFFFFFFF)
+  return (mixed < np.uint64(int(share * 2**32))) & (rows >= 0)
+
+
+def first_members(rows: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
+  """Each row's first k items that are members, in order, -1-padded: [Q, k]."""
+  out = np.full((len(rows), k), -1, dtype=np.int64)
+  for q in range(len(rows)):
+    kept = rows[q][members[q]][:k]
+    out[q, :len(kept)] = kept
+  return out
+
+
 def leaf_ladder(num_leaves: int) -> List[int]:
   """1, 2, 3, 4, 6, 8, 12, 16, 24, ... (steps of x1.33 to x1.5), ending at num_leaves."""
   ladder, power = [], 1
@@ -79,9 +135,10 @@ def leaf_ladder(num_leaves: int) -> List[int]:
 
 
 def fewest_leaves(search: Callable[[int, int], np.ndarray], exact: Dict[int, np.ndarray],
-                  num_leaves: int, target: float = DEFAULT_RECALL_TARGET) -> LeafChoice:
-  """The fewest leaves whose recall@k reaches `target` times the every-leaf recall@k,
-  for every k in `exact`.
+                  num_leaves: int, target: float = DEFAULT_RECALL_TARGET,
+                  at_least: int = 1) -> LeafChoice:
+  """The fewest leaves, and at least `at_least`, whose recall@k reaches `target` times
+  the every-leaf recall@k, for every k in `exact`.
 
   search(leaves, k) -> approximate rows [Q, k] of the tuning queries; exact: {k: exact
   rows [Q, k]}. Recall grows with the leaves searched, so this bisects: first the
@@ -111,7 +168,8 @@ def fewest_leaves(search: Callable[[int, int], np.ndarray], exact: Dict[int, np.
         low = middle + 1
     return candidates[low]
 
-  ladder = leaf_ladder(num_leaves)
+  at_least = max(1, min(at_least, num_leaves))
+  ladder = [at_least] + [leaves for leaves in leaf_ladder(num_leaves) if leaves > at_least]
   step = first_enough(ladder)
   below = ladder[ladder.index(step) - 1] if step != ladder[0] else step - 1
   leaves = first_enough(list(range(below + 1, step + 1)))
