@@ -832,7 +832,8 @@ def _export_child(size, method, path, args):
   built = time.perf_counter()
   catalog.embeddings = None  # the servable holds its own copies: not kept while saving
   gc.collect()
-  if getattr(servable.index, "tuning", None) is not None:
+  tuning = getattr(servable.index, "tuning", None)
+  if tuning is not None:
     for line in servable.index.describe_tuning().splitlines():
       log("  " + line)
   target = save_version(servable, catalog.vocabularies, os.path.dirname(path),
@@ -841,7 +842,10 @@ def _export_child(size, method, path, args):
   return {"build_seconds": done - started, "index_seconds": built - started,
           "save_seconds": done - built, "peak_rss_bytes": peak_rss_bytes(),
           "disk_bytes": folder_bytes(target),
-          "leaves": (f"{tuning.leaves} of {servable.index.num_leaves}" if tuning else None)}
+          "leaves": (f"{tuning.leaves} of {servable.index.num_leaves}" if tuning else None),
+          "depth_leaves": ({str(depth): choice.leaves
+                            for depth, choice in servable.index.depth_tuning}
+                           if tuning else None)}
 
 
 def _timed(call, made, iterations, warmup=10):
