@@ -29,8 +29,8 @@ SIMD kernels and ops), `factory` (`make_index` by name).
   stock TF Serving can load a servable that uses it.
 * `ScannIndex`: ScaNN (tree partitioning + asymmetric hashing + exact re-ranking). It
   searches the fewest leaves that reach a recall target on a sample of the model's
-  queries (measured at export, `tfcr.index.tuning`), more as n grows, so a large n (the
-  condition filter's later rounds) still reaches enough items; at n = num_items every
+  queries (measured at export, `tfcr.index.tuning`), and more as n grows, by leaf counts
+  tuned for deeper fetches (the condition filter's strict ones); at n = num_items every
   leaf is searched.
 """
 

@@ -52,7 +52,8 @@ class ScannIndex(tf.Module):
   With `tuning_queries` (a sample of the model's query vectors, as the servable passes),
   the number of leaves searched is the fewest whose recall@10 and recall@max_k on them
   reach `recall_target` times what searching every leaf reaches (`tfcr.index.tuning`);
-  `tuning` then holds the choice. Without, a rule of thumb.
+  `tuning` then holds the choice, and `depth_tuning` the leaves tuned for deeper fetches
+  (the strict filter's), which `search` interpolates between. Without, a rule of thumb.
 
   `vectors`: its float32 re-ranking vectors [N, d] as a tf.Variable (or None), which the
   condition filter shares. Read it densely (`.value()`, then `tf.gather`): a sparse op on
