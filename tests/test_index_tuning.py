@@ -224,22 +224,31 @@ def test_deep_fetches_search_the_leaves_tuned_for_their_depth(clustered):
   assert "Fetches of 3200" in index.describe_tuning()
 
 
+def _strict_fetch_recall(index, items, queries, one_in, seed):
+  """A function measuring recall@10 of the condition filter's streaming fetch (n = 10 /
+  share x 1.5, the top 10 of those kept) for a random 1/one_in of the items, against
+  NumPy's exact top-10 among them."""
+  rng = np.random.default_rng(seed)
+  chosen = np.zeros(len(items), bool)
+  chosen[rng.permutation(len(items))[:len(items) // one_in]] = True
+  subset = np.flatnonzero(chosen)
+  exact = subset[_numpy_top(items[subset], queries, 10)]
+  n = int(np.ceil(10 * one_in * 1.5))
+
+  def strict_recall():
+    _, rows = index.search(queries, n)
+    kept = [[r for r in row if r >= 0 and chosen[r]][:10] for row in rows.numpy()]
+    return np.mean([len(set(k) & set(e)) / 10 for k, e in zip(kept, exact)])
+
+  return strict_recall
+
+
 def test_depth_tuning_lifts_a_strict_filters_recall(clustered):
   """A fetch of n = 10 / share x 1.5 filtered to a random 1% of the items (as the
   condition filter's streaming path does), against NumPy's exact top-10 of that 1%."""
   items, tuning, held_out = clustered
   index = ScannIndex(items, 50, tuning_queries=tuning, recall_target=0.97)
-  rng = np.random.default_rng(7)
-  chosen = np.zeros(len(items), bool)
-  chosen[rng.permutation(len(items))[:len(items) // 100]] = True
-  subset = np.flatnonzero(chosen)
-  exact = subset[_numpy_top(items[subset], held_out, 10)]
-  n = int(np.ceil(10 / 0.01 * 1.5))
-
-  def strict_recall():
-    _, rows = index.search(held_out, n)
-    kept = [[r for r in row if r >= 0 and chosen[r]][:10] for row in rows.numpy()]
-    return np.mean([len(set(k) & set(e)) / 10 for k, e in zip(kept, exact)])
+  strict_recall = _strict_fetch_recall(index, items, held_out, 100, seed=7)
 
   tuned = strict_recall()
   saved, index.depth_tuning = index.depth_tuning, []
@@ -266,17 +275,7 @@ def test_re_ranking_more_candidates_lifts_a_deep_strict_fetch(clustered, monkeyp
   items, _, held_out = clustered
   index = ScannIndex(items, 10)
   index.base_leaves = index.num_leaves
-  rng = np.random.default_rng(11)
-  chosen = np.zeros(len(items), bool)
-  chosen[rng.permutation(len(items))[:len(items) // 500]] = True
-  subset = np.flatnonzero(chosen)
-  exact = subset[_numpy_top(items[subset], held_out, 10)]
-  n = int(np.ceil(10 / 0.002 * 1.5))
-
-  def strict_recall():
-    _, rows = index.search(held_out, n)
-    kept = [[r for r in row if r >= 0 and chosen[r]][:10] for row in rows.numpy()]
-    return np.mean([len(set(k) & set(e)) / 10 for k, e in zip(kept, exact)])
+  strict_recall = _strict_fetch_recall(index, items, held_out, 500, seed=11)
 
   wide = strict_recall()
   monkeypatch.setattr(scann_module, "REORDER_CAP", 4000)
